@@ -1,0 +1,221 @@
+"""
+The tasks: (prompt, answer) generators with exact checkers and three disjoint splits.
+
+Every task draws problems from a seeded `random.Random`, so a dataset is a pure function of
+(task, split, n, seed). The splits:
+
+    train   the in-distribution problem space, minus the problems that hash into test
+    test    the same distribution; a problem is in test iff crc32(prompt) % 100 < 10
+    ood     harder problems (longer operands, more steps, unseen templates) that no
+            in-distribution draw can produce
+
+Answers that are numbers are written least-significant digit first ("reversed"): 48213+9924 =
+58137 is answered "73185". Reversed digits let the model emit each digit after the digits it
+depends on (the carry flows left to right), which is known to train much faster than the usual
+order (Lee et al. 2023, "Teaching Arithmetic to Small Transformers"). play.py shows both.
+
+    $ python -c "from data import get_task; print(get_task('addition').dataset('ood', 3, seed=0))"
+"""
+import random
+import re
+import zlib
+
+
+def rev(n: int) -> str:
+    """An integer's digits least-significant first: 1230 -> '0321'."""
+    return str(n)[::-1]
+
+
+def first_number(text: str):
+    """The first run of digits in a completion, or None: robust to junk before and after."""
+    m = re.search(r"\d+", text)
+    return m.group(0) if m else None
+
+
+def number(rng: random.Random, lo_digits: int, hi_digits: int) -> int:
+    """A number with a uniformly chosen digit count in [lo_digits, hi_digits], then uniform."""
+    d = rng.randint(lo_digits, hi_digits)
+    return rng.randint(0 if d == 1 else 10 ** (d - 1), 10 ** d - 1)
+
+
+class Task:
+    """A task: `draw` one problem, `check` a completion, `corrupt` an answer into a wrong one."""
+    name = "task"
+
+    def draw(self, rng: random.Random, ood: bool) -> tuple[str, str]:
+        """One (prompt, answer) from the in-distribution (ood=False) or the harder space."""
+        raise NotImplementedError
+
+    def check(self, prompt: str, completion: str) -> float:
+        """Reward 1.0 if the completion answers the prompt, else 0.0. Never raises."""
+        raise NotImplementedError
+
+    def corrupt(self, prompt: str, answer: str, rng: random.Random) -> str:
+        """A plausible wrong answer: one digit changed, two swapped, one dropped or inserted."""
+        runs = [m for m in re.finditer(r"\d+", answer)]
+        for _ in range(100):
+            m = rng.choice(runs)
+            s, i = m.group(0), rng.randrange(len(m.group(0)))
+            kind = rng.choice(["change", "swap", "drop", "insert"])
+            if kind == "change":
+                s = s[:i] + str(rng.randrange(10)) + s[i + 1:]
+            elif kind == "swap" and len(s) > 1:
+                i = min(i, len(s) - 2)
+                s = s[:i] + s[i + 1] + s[i] + s[i + 2:]
+            elif kind == "drop" and len(s) > 1:
+                s = s[:i] + s[i + 1:]
+            elif kind == "insert":
+                s = s[:i] + str(rng.randrange(10)) + s[i:]
+            wrong = answer[:m.start()] + s + answer[m.end():]
+            if not self.check(prompt, wrong):
+                return wrong
+        return answer + "0"  # a fallback that is wrong for every task here
+
+    def split_of(self, prompt: str) -> str:
+        """'test' for the 10% of in-distribution prompts that hash there, else 'train'."""
+        return "test" if zlib.crc32(prompt.encode()) % 100 < 10 else "train"
+
+    def sample(self, rng: random.Random, split: str) -> tuple[str, str]:
+        """One problem from a split; train and test never share a prompt."""
+        if split not in ("train", "test", "ood"):
+            raise ValueError(f"unknown split {split!r}: expected train, test or ood")
+        while True:
+            prompt, answer = self.draw(rng, ood=split == "ood")
+            if split == "ood" or self.split_of(prompt) == split:
+                return prompt, answer
+
+    def dataset(self, split: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+        """n distinct problems of a split (fewer if the split is smaller), the same for a seed."""
+        rng, seen, out = random.Random(f"{self.name}/{split}/{seed}"), set(), []
+        for _ in range(50 * n):
+            p, a = self.sample(rng, split)
+            if p not in seen:
+                seen.add(p)
+                out.append((p, a))
+                if len(out) == n:
+                    break
+        return out
+
+
+# -----------------------------------------------------------------------------
+class Addition(Task):
+    """'48213+9924' -> '73185' (58137 reversed). train/test: 1-5 digit operands; ood: 6-8."""
+    name = "addition"
+
+    def draw(self, rng, ood):
+        lo, hi = (6, 8) if ood else (1, 5)
+        a, b = number(rng, lo, hi), number(rng, lo, hi)
+        return f"{a}+{b}", rev(a + b)
+
+    def check(self, prompt, completion):
+        m = re.fullmatch(r"(\d+)\+(\d+)", prompt)
+        return float(bool(m) and first_number(completion) == rev(int(m[1]) + int(m[2])))
+
+    def corrupt(self, prompt, answer, rng):
+        """Half the time a carry error (the sum with one carry dropped), else a generic one."""
+        a, b = (int(x) for x in prompt.split("+"))
+        carries, carry = [], 0
+        for i in range(len(answer)):  # the digit positions whose column sum carries out
+            carry = (a // 10**i % 10 + b // 10**i % 10 + carry) // 10
+            if carry:
+                carries.append(i)
+        if carries and rng.random() < 0.5:
+            return rev(a + b - 10 ** (rng.choice(carries) + 1))
+        return super().corrupt(prompt, answer, rng)
+
+
+class Multiplication(Task):
+    """'25*43' -> '5701' (1075 reversed). train/test: 1-2 digit operands; ood: 3-4 digits,
+    so the paper's 2534*5423 (line 29) is an ood prompt."""
+    name = "multiplication"
+
+    def draw(self, rng, ood):
+        lo, hi = (3, 4) if ood else (1, 2)
+        a, b = number(rng, lo, hi), number(rng, lo, hi)
+        return f"{a}*{b}", rev(a * b)
+
+    def check(self, prompt, completion):
+        m = re.fullmatch(r"(\d+)\*(\d+)", prompt)
+        return float(bool(m) and first_number(completion) == rev(int(m[1]) * int(m[2])))
+
+
+class Parity(Task):
+    """'0110100' -> '1' (an odd number of ones). train/test: length 1-10; ood: 11-20."""
+    name = "parity"
+
+    def draw(self, rng, ood):
+        n = rng.randint(11, 20) if ood else rng.randint(1, 10)
+        bits = "".join(rng.choice("01") for _ in range(n))
+        return bits, str(bits.count("1") % 2)
+
+    def check(self, prompt, completion):
+        m = re.match(r"\s*([01])", completion)
+        return float(bool(m) and set(prompt) <= {"0", "1"} and m[1] == str(prompt.count("1") % 2))
+
+    def corrupt(self, prompt, answer, rng):
+        return "1" if answer == "0" else "0"
+
+
+# -----------------------------------------------------------------------------
+# Word problems: tiny GSM8k. A start sentence, some steps, a question; the answer shows one
+# "a+b=c" line per step and ends "#### N" as GSM8k does. ood: more steps, and step templates
+# that training never shows.
+NAMES = ["Ann", "Ben", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal"]
+ITEMS = ["apples", "coins", "books", "cards", "shells", "stamps"]
+STEPS_TRAIN = [("buys {b} more", "+"), ("finds {b} more", "+"), ("gives away {b}", "-"),
+               ("loses {b}", "-")]
+STEPS_OOD = [("gets {b} from a friend", "+"), ("sells {b}", "-"), ("wins {b} more", "+")]
+
+
+class WordProblems(Task):
+    """'Ann has 5 apples. Ann buys 3 more. Ann loses 2. How many apples does Ann have?'
+    -> '5+3=8 8-2=6 #### 6'. train/test: 1-2 steps, four templates; ood: 3-4 steps, all seven."""
+    name = "wordproblems"
+
+    def draw(self, rng, ood):
+        name, item = rng.choice(NAMES), rng.choice(ITEMS)
+        steps = STEPS_TRAIN + STEPS_OOD if ood else STEPS_TRAIN
+        x = rng.randint(1, 20)
+        text, work = [f"{name} has {x} {item}."], []
+        chosen = [rng.choice(steps) for _ in range(rng.randint(3, 4) if ood else rng.randint(1, 2))]
+        if ood and not any(s in STEPS_OOD for s in chosen):
+            chosen[rng.randrange(len(chosen))] = rng.choice(STEPS_OOD)  # an unseen template, always
+        for template, op in chosen:
+            b = rng.randint(1, 10) if op == "+" else rng.randint(0, min(x, 10))
+            y = x + b if op == "+" else x - b
+            text.append(f"{name} {template.format(b=b)}.")
+            work.append(f"{x}{op}{b}={y}")
+            x = y
+        text.append(f"How many {item} does {name} have?")
+        return " ".join(text), " ".join(work) + f" #### {x}"
+
+    def solve(self, prompt):
+        """The true final count from the prompt text alone, or None if it does not parse."""
+        m = re.match(r"(\w+) has (\d+) ", prompt)
+        if not m:
+            return None
+        x = int(m[2])
+        for verb, b in re.findall(r"\. \w+ ([a-z ]+?) (\d+)", prompt):
+            op = next((o for t, o in STEPS_TRAIN + STEPS_OOD if t.split(" {b}")[0] == verb), None)
+            if op is None:
+                return None
+            x = x + int(b) if op == "+" else x - int(b)
+        return x
+
+    def check(self, prompt, completion):
+        m = re.search(r"####\s*(\d+)", completion)
+        return float(bool(m) and self.solve(prompt) == int(m[1]))
+
+
+# -----------------------------------------------------------------------------
+TASKS = {t.name: t for t in (Addition, Multiplication, Parity, WordProblems)}
+
+
+def get_task(name: str) -> Task:
+    """A task by name. 'tictactoe' (board -> optimal move) lives in games/tictactoe.py."""
+    if name == "tictactoe":
+        from games.tictactoe import TicTacToeTask
+        return TicTacToeTask()
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: choose from {', '.join(list(TASKS) + ['tictactoe'])}")
+    return TASKS[name]()
