@@ -1,0 +1,245 @@
+"""
+Tic-tac-toe, solved: exhaustive memoised minimax, a perfect player, an exact evaluator, and the
+'tictactoe' data task (board -> optimal move) for SFT.
+
+A board is a 9-character string, row-major, 'x', 'o' or '.': "x.o.x...o". X moves first, so
+the side to move is X when the counts of x and o are equal, else O. Cells are numbered 1-9
+row-major for players and prompts; inside the code a move is the cell index 0-8. A board as a
+prompt is written in rows: "x.o|.x.|..o".
+
+A move is *optimal* when it keeps the minimax value (win / draw / loss); the value ignores how
+soon the game ends, so a slow win is as optimal as a quick one, and in a lost position every move
+is optimal. The optimal player picks uniformly among the optimal moves.
+
+The game has 5,478 reachable positions (4,520 not over) and is a draw with perfect play. A
+uniformly random X loses exactly 2645/3402 = 77.748% (77.75% to two places) of its games against
+the optimal O; `exact_outcome` computes such numbers by enumerating every reply, no sampling.
+
+    $ python -m games.tictactoe          # prints those figures
+    $ python -c "from data import get_task; print(get_task('tictactoe').dataset('train', 3))"
+"""
+import re
+from fractions import Fraction
+from functools import lru_cache
+
+from data.tasks import Task
+from games.base import Game
+
+LINES = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
+EMPTY = "." * 9
+
+
+def winner(board):
+    """'x' or 'o' if that mark has three in a line, else None."""
+    for a, b, c in LINES:
+        if board[a] != "." and board[a] == board[b] == board[c]:
+            return board[a]
+    return None
+
+
+def mark_to_move(board):
+    """'x' when the counts are equal (X moves first), else 'o'."""
+    return "x" if board.count("x") == board.count("o") else "o"
+
+
+def is_over(board):
+    return winner(board) is not None or "." not in board
+
+
+def moves(board):
+    """The empty cells (0-8), or none when the game is over."""
+    return [] if is_over(board) else [i for i, c in enumerate(board) if c == "."]
+
+
+def after(board, move):
+    """The board after the side to move marks cell `move`."""
+    return board[:move] + mark_to_move(board) + board[move + 1:]
+
+
+# -----------------------------------------------------------------------------
+# Solving
+
+@lru_cache(maxsize=None)
+def value(board):
+    """The game value for the side to move under perfect play: +1 win, 0 draw, -1 loss."""
+    if winner(board) is not None:
+        return -1  # the previous move made a line, so the side to move has lost
+    if "." not in board:
+        return 0
+    return max(-value(after(board, m)) for m in moves(board))  # negamax
+
+
+def optimal_moves(board):
+    """Every move that keeps the game value: the perfect player's choices (sorted)."""
+    return [m for m in moves(board) if -value(after(board, m)) == value(board)]
+
+
+@lru_cache(maxsize=None)
+def reachable_positions():
+    """Every board reachable from the empty board by legal play, final ones included."""
+    seen, stack = {EMPTY}, [EMPTY]
+    while stack:
+        board = stack.pop()
+        for m in moves(board):
+            child = after(board, m)
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return frozenset(seen)
+
+
+def exact_outcome(policy, seat):
+    """A policy's exact {'win', 'draw', 'loss'} probabilities (Fractions) against the optimal
+    player, which picks uniformly among its optimal moves. Every reply is enumerated.
+
+    policy(board) -> {move: probability} or a single move (cell 0-8); it plays seat 0 (X) or
+    seat 1 (O). Use Fraction probabilities for exact answers. An illegal move loses the game,
+    as it does in a match.
+    """
+    mark = "xo"[seat]
+
+    @lru_cache(maxsize=None)
+    def dist(board):  # (win, draw, loss) for `mark` from this board on
+        if is_over(board):
+            w = winner(board)
+            return (Fraction(w == mark), Fraction(w is None), Fraction(w not in (mark, None)))
+        if mark_to_move(board) == mark:
+            choice = policy(board)
+            probs = choice if isinstance(choice, dict) else {choice: 1}
+        else:  # the optimal opponent: uniform over its optimal moves
+            best = optimal_moves(board)
+            probs = {m: Fraction(1, len(best)) for m in best}
+        total = [Fraction(0)] * 3
+        for m, p in probs.items():
+            legal = m in moves(board)
+            child = dist(after(board, m)) if legal else (Fraction(0), Fraction(0), Fraction(1))
+            total = [t + Fraction(p) * c for t, c in zip(total, child)]
+        return tuple(total)
+
+    win, draw, loss = dist(EMPTY)
+    return {"win": win, "draw": draw, "loss": loss}
+
+
+def uniform_policy(board):
+    """The random player as a policy: every legal move with equal probability."""
+    legal = moves(board)
+    return {m: Fraction(1, len(legal)) for m in legal}
+
+
+def optimal_policy(board):
+    """The optimal player as a policy: uniform over its optimal moves."""
+    best = optimal_moves(board)
+    return {m: Fraction(1, len(best)) for m in best}
+
+
+def optimal_player(game, rng):
+    """The perfect player for a TicTacToe game: a uniformly random optimal move."""
+    return str(rng.choice(optimal_moves(game.board)) + 1)
+
+
+# -----------------------------------------------------------------------------
+class TicTacToe(Game):
+    """The game object: seat 0 is X, seat 1 is O. render() gives 'x.o|.x.|..o'."""
+    name = "tictactoe"
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self, seed=None):
+        self.board = EMPTY  # one start position: the seed has nothing to choose
+        return self
+
+    @property
+    def to_move(self):
+        return 0 if mark_to_move(self.board) == "x" else 1
+
+    def legal_moves(self):
+        return moves(self.board)
+
+    def play(self, move):
+        self.board = after(self.board, move)
+
+    def over(self):
+        return is_over(self.board)
+
+    def outcome(self, player):
+        w = winner(self.board)
+        return 0 if w is None else (1 if w == "xo"[player] else -1)
+
+    def render(self):
+        return to_prompt(self.board)
+
+    def move_text(self, move):
+        return str(move + 1)
+
+    def read_move(self, text):
+        m = re.search(r"[1-9]", text)  # the first digit 1-9, as the data task reads answers
+        return int(m[0]) - 1 if m else None
+
+    def clone(self):
+        game = TicTacToe()
+        game.board = self.board  # strings are immutable: sharing is safe
+        return game
+
+
+# -----------------------------------------------------------------------------
+# The data task
+
+def to_prompt(board):
+    """'x.o.x...o' -> 'x.o|.x.|..o'."""
+    return "|".join(board[i:i + 3] for i in (0, 3, 6))
+
+
+def from_prompt(prompt):
+    """The board a prompt shows if it is a reachable position, else None."""
+    if not isinstance(prompt, str) or not re.fullmatch(r"[xo.]{3}\|[xo.]{3}\|[xo.]{3}", prompt):
+        return None
+    board = prompt.replace("|", "")
+    return board if board in reachable_positions() else None
+
+
+@lru_cache(maxsize=None)
+def task_positions(ood):
+    """The positions a split draws from, sorted: not over, and >= 4 marks (ood: <= 3 marks)."""
+    marks = {b: 9 - b.count(".") for b in reachable_positions() if not is_over(b)}
+    return tuple(sorted(b for b, n in marks.items() if (n <= 3) == ood))
+
+
+class TicTacToeTask(Task):
+    """'x.o|.x.|..o' -> '6' (X blocks O's column): a move, cell 1-9 row-major, that is optimal
+    for the side to move (X if the marks are even). The answer is drawn uniformly among the
+    optimal moves; check() accepts any of them. train/test: positions with at least 4 marks;
+    ood: at most 3 marks (earlier in the game, so more lookahead is needed)."""
+    name = "tictactoe"
+
+    def draw(self, rng, ood):
+        board = rng.choice(task_positions(ood))
+        return to_prompt(board), str(rng.choice(optimal_moves(board)) + 1)
+
+    def check(self, prompt, completion):
+        board = from_prompt(prompt)
+        m = re.search(r"[1-9]", completion) if isinstance(completion, str) else None
+        if board is None or is_over(board) or m is None:
+            return 0.0
+        return float(int(m[0]) - 1 in optimal_moves(board))
+
+    def corrupt(self, prompt, answer, rng):
+        """A legal but non-optimal move if there is one, else an occupied cell, else '0'."""
+        board = from_prompt(prompt)
+        if board is None:
+            return "0"
+        worse = [m for m in moves(board) if m not in optimal_moves(board)]
+        taken = [i for i, c in enumerate(board) if c != "."]
+        pool = worse or taken
+        return str(rng.choice(pool) + 1) if pool else "0"  # the empty board: every move is optimal
+
+
+if __name__ == "__main__":
+    positions = reachable_positions()
+    print(f"reachable positions: {len(positions)}")
+    print(f"not over:            {sum(not is_over(b) for b in positions)}")
+    print(f"game value:          {value(EMPTY)} (0 = draw)")
+    loss = exact_outcome(uniform_policy, seat=0)["loss"]
+    print(f"random X vs optimal O loses {loss} = {float(loss):.4%}")
+    for seat in (0, 1):
+        print(f"optimal as {'XO'[seat]}: {exact_outcome(optimal_policy, seat)}")
