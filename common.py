@@ -1,0 +1,248 @@
+"""
+Plumbing every script shares, written once: typed `--key=value` config, device and dtype, seeding,
+atomic checkpoints with RNG state, metrics (tqdm + out_dir/metrics.jsonl, wandb when asked) and
+the one-line error for bad input. Nothing here is an idea from the paper.
+
+A script declares a @dataclass with a comment per field and ends with
+
+    if __name__ == "__main__":
+        run(main, Config, gpu_preset={"batch_size": 512})
+
+Then `python script.py --help` lists the fields with their comments, `--lr=3e-4` sets one, a
+typo names the closest field, and any UsageError becomes one line on stderr and exit code 2.
+"""
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import os
+import random
+import re
+import sys
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, never a stack trace."""
+
+
+# -----------------------------------------------------------------------------
+# config
+def field_help(cls):
+    """{field: its trailing '# comment'} read from the dataclass source, for --help."""
+    helps = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.*)$", src, re.M):
+            helps[m[1]] = m[2]
+    return helps
+
+
+def _convert(name, typ, text):
+    """Text from the command line to the field's type, or a UsageError naming both."""
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return typ(text)
+    except ValueError:
+        raise UsageError(f"--{name} expects {typ.__name__}, got {text!r}") from None
+
+
+def parse_config(cls, argv, gpu_preset=None):
+    """Build cls from ['--key=value', ...]. gpu_preset: values used on cuda/mps unless given."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if any(a in ("-h", "--help") for a in argv):
+        helps = field_help(cls)
+        print(f"{(inspect.getdoc(sys.modules[cls.__module__]) or '').splitlines()[0]}\n\noptions:")
+        for name, f in fields.items():
+            print(f"  --{name}={f.default!s:<14} {helps.get(name, '')}")
+        sys.exit(0)
+    given = {}
+    for arg in argv:
+        m = re.fullmatch(r"--([\w-]+)(?:=(.*))?", arg, re.S)
+        if not m:
+            raise UsageError(f"expected --key=value, got {arg!r}")
+        name = m[1].replace("-", "_")
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            raise UsageError(f"unknown option --{name}" + (f"; did you mean --{close[0]}?" if close else ""))
+        typ = type(fields[name].default)
+        given[name] = _convert(name, typ, "true" if m[2] is None and typ is bool else (m[2] or ""))
+    cfg = cls(**given)
+    if gpu_preset and "device" in fields and get_device(cfg.device).type != "cpu":
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in gpu_preset.items() if k not in given})
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg):
+    """Reject impossible values with a one-line error: counts > 0, rates in range, ..."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, bool):
+            continue
+        positive = ("iters", "batch_size", "n_layer", "n_head", "n_embd", "idl_limit", "lr", "n_eval",
+                    "interval", "tau", "iterations", "n_seeds")
+        if isinstance(v, (int, float)) and any(f.name.endswith(p) for p in positive) and v <= 0:
+            raise UsageError(f"--{f.name} must be > 0, got {v}")
+        if isinstance(v, (int, float)) and v < 0:
+            raise UsageError(f"--{f.name} must be >= 0, got {v}")
+        if isinstance(v, (int, float)) and (f.name == "threshold" or f.name.endswith("_frac")) and not 0 <= v <= 1:
+            raise UsageError(f"--{f.name} must be in [0, 1], got {v}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UsageError(f"--{f.name} must be finite, got {v}")
+    if hasattr(cfg, "n_embd") and hasattr(cfg, "n_head") and cfg.n_embd % (2 * cfg.n_head):
+        raise UsageError(f"--n_embd ({cfg.n_embd}) must be a multiple of 2 * n_head ({2 * cfg.n_head})")
+
+
+def run(main, cls, gpu_preset=None, argv=None):
+    """The entry point of every script: parse, print the config, run, and turn UsageError into exit 2."""
+    try:
+        cfg = parse_config(cls, sys.argv[1:] if argv is None else argv, gpu_preset)
+        print("config:", json.dumps(dataclasses.asdict(cfg)))
+        return main(cfg)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+# -----------------------------------------------------------------------------
+# device, dtype, seed
+def get_device(name):
+    """'auto' -> cuda, then mps, then cpu. Asking for one that is not there is a UsageError."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device={name} but CUDA is not available here (try --device=cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device=mps but MPS is not available here (try --device=cpu)")
+    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def autocast(device):
+    """bf16 autocast on CUDA where the GPU supports it; full fp32 everywhere else."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    state = {"python": random.getstate(), "numpy": np.random.get_state()[1].tolist(),
+             "numpy_pos": int(np.random.get_state()[2]), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -----------------------------------------------------------------------------
+# optimisation
+def make_optimizer(model, lr, weight_decay):
+    """AdamW; matrices decay, biases/norms/embeddings do not (GPT-2 practice)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n]
+    rest = [p for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+
+
+def lr_at(step, max_iters, lr, warmup=50, decay=True):
+    """Linear warmup, then cosine decay to lr/10 at max_iters (or constant if decay=False)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if not decay:
+        return lr
+    progress = min(1.0, (step - warmup) / max(1, max_iters - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_lr(optimizer, lr):
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+def save_checkpoint(path, **state):
+    """torch.save to path + '.tmp', then os.replace: a crash mid-write never leaves a torn file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    state["rng"] = rng_state()
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load with weights_only=True; a missing or unreadable file is a UsageError, not a trace."""
+    if not os.path.exists(path):
+        raise UsageError(f"no checkpoint at {path} (train one first, e.g. python train_sft.py)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise UsageError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or "left" not in ckpt:
+        raise UsageError(f"checkpoint {path} holds no lobes: not written by this project")
+    return ckpt
+
+
+# -----------------------------------------------------------------------------
+# metrics
+class Logger:
+    """A tqdm bar with the key losses as postfix, every metric appended to out_dir/metrics.jsonl,
+    and wandb when a project name is given (imported only then)."""
+
+    def __init__(self, out_dir, start, total, desc, wandb_project="", config=None):
+        os.makedirs(out_dir, exist_ok=True)
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+        self.wandb = None
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                raise UsageError("--wandb_project is set but wandb is not installed (pip install wandb)") from None
+            self.wandb = wandb.init(project=wandb_project, config=config)
+
+    def log(self, step, **metrics):
+        metrics = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.wandb:
+            self.wandb.log(metrics, step=step)
+
+    def tick(self, **postfix):
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
+
+    def print(self, text):
+        self.bar.write(text)
+
+    def close(self):
+        self.bar.close()
+        if self.wandb:
+            self.wandb.finish()

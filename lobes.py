@@ -1,0 +1,293 @@
+"""
+The lobe: one tiny GPT, the only architecture in this project. Every left lobe (generator, actor,
+student) and every right lobe (discriminator, critic, teacher) is a `Lobe`.
+
+    - pre-LN transformer blocks, causal attention through F.scaled_dot_product_attention,
+      tied input/output embeddings, no dropout by default
+    - two heads on the final hidden states:
+        LM head     logits over the vocabulary            -> what a left lobe speaks
+        score head  one logit per position; a sequence's  -> what a right lobe feels
+                    score is the logit at its last real token, probability = sigmoid
+    - soft tokens (paper eqs 3-4, lines 256-258): soft_embed(p) = p @ W_E with
+      p = softmax(logits / tau), or straight-through Gumbel-softmax (one-hot forward, soft backward)
+    - batched generation with a KV cache, per-row <|eos|>, temperature and top-k, returning the
+      tokens and their log-probs; and the summed log-prob of given answers (SPIN, PPO)
+
+Positions: rotary embeddings (RoPE, Su et al. 2021), applied to queries and keys from per-row
+position ids. Attention then depends only on the distance between two tokens, so a head that
+learned "look at the digit k places back" still works one digit past the training length;
+learned absolute positions have no embedding at all for an unseen position and score 0% there.
+Per-row position ids also make left-padded batches give exactly the unpadded result.
+
+    >>> from lobes import Lobe, LobeConfig
+    >>> left = Lobe(LobeConfig())
+    >>> left.answer(["12+34"])   # untrained: junk, but batched, cached and stopped at <|eos|>
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data.tokenizer import BOS, EOS, PAD, SEP, decode_answer, encode, vocab_size
+
+
+@dataclass
+class LobeConfig:
+    n_layer: int = 3            # transformer blocks
+    n_head: int = 4             # attention heads per block
+    n_embd: int = 128           # width of the residual stream
+    vocab_size: int = vocab_size  # 256 bytes + specials (data/tokenizer.py)
+    dropout: float = 0.0        # off by default: PPO's ratio and SPIN's ln 2 start need it off
+    rope_base: float = 10000.0  # RoPE frequency base
+
+
+# -----------------------------------------------------------------------------
+def rope(x, pos, base):
+    """Rotate channel pairs of x (B, H, T, D) by angles pos * base^(-2i/D); pos is (B, T)."""
+    d = x.size(-1) // 2
+    freq = base ** (-torch.arange(d, device=x.device, dtype=torch.float32) / d)
+    ang = pos[:, None, :, None].float() * freq                # (B, 1, T, d)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far: (L, B, H, T_max, D) each."""
+
+    def __init__(self, cfg, batch, max_len, device, dtype):
+        shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.len = 0  # tokens already stored; advanced once per forward by Lobe.forward
+
+    def update(self, layer, k, v):
+        """Store this step's k, v (B, H, t, D) for one layer; return all keys/values so far."""
+        t = k.size(2)
+        self.k[layer, :, :, self.len:self.len + t] = k
+        self.v[layer, :, :, self.len:self.len + t] = v
+        return self.k[layer, :, :, :self.len + t], self.v[layer, :, :, :self.len + t]
+
+
+class Attention(nn.Module):
+
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.n_head, self.layer, self.cfg = cfg.n_head, layer, cfg
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, pos, mask, cache):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k = rope(q, pos, self.cfg.rope_base), rope(k, pos, self.cfg.rope_base)  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)                                    # (B, H, S, D)
+        drop = self.cfg.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=drop)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = Attention(cfg, layer)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, pos, mask, cache):
+        x = x + self.attn(self.ln1(x), pos, mask, cache)  # pre-LN: normalise, transform, add
+        return x + self.mlp(self.ln2(x))
+
+
+# -----------------------------------------------------------------------------
+class Lobe(nn.Module):
+
+    def __init__(self, cfg: LobeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)   # W_E: also the LM head (tied)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.score_head = nn.Linear(cfg.n_embd, 1)            # the right lobe's "feeling"
+        self.apply(self._init)
+        for n, p in self.named_parameters():                  # GPT-2: scale residual projections
+            if n.endswith("proj.weight") or n.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx=None, embeds=None, pos=None, key_valid=None, cache=None, targets=None, loss_mask=None):
+        """Token ids idx (B, T) or input embeddings embeds (B, T, C) -> (logits, scores, loss).
+
+        Right-padded batches need no mask (causal attention never looks right). Left-padded ones
+        pass key_valid (B, S): False for pads; pos (B, T) gives each token's position in its row.
+        targets (B, T) with loss_mask (B, T) gives the mean cross-entropy over masked positions.
+        """
+        x = self.wte(idx) if embeds is None else embeds                 # (B, T, C)
+        B, T, _ = x.shape
+        start = cache.len if cache is not None else 0
+        if pos is None:
+            pos = torch.arange(start, start + T, device=x.device).expand(B, T)
+        mask = None
+        if key_valid is not None or cache is not None:                  # explicit (B, 1, T, S) mask
+            S = start + T
+            q_at = torch.arange(start, S, device=x.device)[:, None]
+            k_at = torch.arange(S, device=x.device)[None, :]
+            valid = key_valid if key_valid is not None else torch.ones(B, S, dtype=torch.bool, device=x.device)
+            mask = ((k_at <= q_at) & valid[:, None, :]) | (k_at == q_at)  # a pad still sees itself: no NaN
+            mask = mask[:, None]
+        for block in self.blocks:
+            x = block(x, pos, mask, cache)
+        if cache is not None:
+            cache.len += T
+        h = self.ln_f(x)
+        logits = h @ self.wte.weight.T                                  # (B, T, V) tied LM head
+        scores = self.score_head(h).squeeze(-1)                         # (B, T) score logits
+        loss = None
+        if targets is not None:
+            ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(B, T)
+            m = loss_mask.float() if loss_mask is not None else torch.ones_like(ce)
+            loss = (ce * m).sum() / m.sum().clamp(min=1)
+        return logits, scores, loss
+
+    # ---- soft tokens, eqs 3-4 ------------------------------------------------
+    def soft_embed(self, logits, tau=1.0, gumbel=False):
+        """Eq 3-4: x_hat = p @ W_E, p = softmax(logits / tau): a differentiable "token".
+
+        gumbel=True is straight-through Gumbel-softmax: the forward value is exactly the one-hot
+        embedding of a sampled token, the backward pass sees the soft sample's gradient.
+        """
+        if gumbel:
+            p = F.gumbel_softmax(logits.float(), tau=tau, hard=True)
+        else:
+            p = F.softmax(logits.float() / tau, dim=-1)
+        return p.to(self.wte.weight.dtype) @ self.wte.weight            # (B, T, C)
+
+    # ---- scores --------------------------------------------------------------
+    def score(self, seqs):
+        """The score logit of each sequence (a list of token lists) at its last token: (B,)."""
+        idx, lengths = pad_right(seqs, self.wte.weight.device)
+        _, scores, _ = self(idx)
+        return scores.gather(1, (lengths - 1)[:, None]).squeeze(1)
+
+    # ---- generation ----------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts, max_new_tokens, temperature=0.0, top_k=None):
+        """Continue each prompt (a list of token lists) until <|eos|> or max_new_tokens.
+
+        temperature: a float or a (B,) tensor; 0 means greedy for that row. Returns tokens (B, N)
+        padded with <|pad|> after each row's <|eos|>, and their log-probs (B, N) under the
+        temperature-scaled distribution without top-k (greedy rows: temperature 1), 0 after eos.
+        """
+        dev = self.wte.weight.device
+        B, Tp = len(prompts), max(len(p) for p in prompts)
+        idx = torch.full((B, Tp), PAD, dtype=torch.long, device=dev)
+        key_valid = torch.zeros(B, Tp, dtype=torch.bool, device=dev)
+        for i, p in enumerate(prompts):                                 # left-pad the prompts
+            idx[i, Tp - len(p):] = torch.tensor(p, device=dev)
+            key_valid[i, Tp - len(p):] = True
+        pos = (key_valid.long().cumsum(1) - 1).clamp(min=0)
+        temp = torch.as_tensor(temperature, dtype=torch.float32, device=dev).expand(B)
+        greedy = temp == 0
+        cache = KVCache(self.cfg, B, Tp + max_new_tokens, dev, self.wte.weight.dtype)
+        logits, _, _ = self(idx, pos=pos, key_valid=key_valid, cache=cache)
+        tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=dev)
+        logps = torch.zeros(B, max_new_tokens, device=dev)
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        for t in range(max_new_tokens):
+            logit = logits[:, -1].float() / torch.where(greedy, 1.0, temp)[:, None]  # (B, V)
+            logp = F.log_softmax(logit, dim=-1)
+            if top_k is not None:
+                logit = logit.masked_fill(logit < logit.topk(top_k, dim=-1).values[:, -1:], -math.inf)
+            sample = torch.multinomial(F.softmax(logit, dim=-1), 1).squeeze(1)
+            nxt = torch.where(greedy, logp.argmax(-1), sample)
+            nxt = torch.where(done, PAD, nxt)
+            tokens[:, t] = nxt
+            logps[:, t] = torch.where(done, 0.0, logp.gather(1, nxt[:, None]).squeeze(1))
+            done |= nxt == EOS
+            if done.all():
+                return tokens[:, :t + 1], logps[:, :t + 1]
+            key_valid = torch.cat([key_valid, torch.ones(B, 1, dtype=torch.bool, device=dev)], 1)
+            pos = pos[:, -1:] + 1
+            logits, _, _ = self(nxt[:, None], pos=pos, key_valid=key_valid, cache=cache)
+        return tokens, logps
+
+    @torch.no_grad()
+    def answer(self, prompts, max_new_tokens=32, temperature=0.0):
+        """Plain-text prompts in, plain-text answers out (a convenience for eval and play)."""
+        tokens, _ = self.generate([prompt_ids(p) for p in prompts], max_new_tokens, temperature)
+        return [decode_answer(row) for row in tokens.tolist()]
+
+
+# -----------------------------------------------------------------------------
+# Sequence layout and batching: <|bos|> prompt <|sep|> [attempt <|vK|> <|sep|>]* answer <|eos|>
+def prompt_ids(prompt, feedback=()):
+    """A prompt's tokens, followed by any (attempt, valence token) pairs of earlier IDL loops."""
+    ids = [BOS] + encode(prompt) + [SEP]
+    for attempt, valence in feedback:
+        ids += encode(attempt) + [valence, SEP]
+    return ids
+
+
+def answer_ids(answer):
+    return encode(answer) + [EOS]
+
+
+def pad_right(seqs, device):
+    """A list of token lists -> idx (B, T) padded with <|pad|> on the right, lengths (B,)."""
+    T = max(len(s) for s in seqs)
+    idx = torch.tensor([s + [PAD] * (T - len(s)) for s in seqs], dtype=torch.long, device=device)
+    return idx, torch.tensor([len(s) for s in seqs], device=device)
+
+
+def span_mask(starts, lengths, T, device):
+    """(B, T) float mask, 1 on positions starts[i] .. starts[i] + lengths[i] - 1 of each row."""
+    at = torch.arange(T, device=device)[None, :]
+    s, n = torch.tensor(starts, device=device)[:, None], torch.tensor(lengths, device=device)[:, None]
+    return ((at >= s) & (at < s + n)).float()
+
+
+def answer_logprobs(model, prompts, answers, temperature=1.0):
+    """Per-token log-probs of given answers after given prompts (token lists): (B, T), mask (B, T).
+
+    Position t holds log p(token t+1 | tokens <= t); mask is 1 exactly on answer tokens.
+    sum(-1) of the product is log p_theta(y | x), the quantity in eq 1, eq 8's ratio and SPIN.
+    """
+    dev = model.wte.weight.device
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], dev)
+    logits, _, _ = model(idx[:, :-1])
+    logp = F.log_softmax(logits.float() / temperature, dim=-1).gather(2, idx[:, 1:, None]).squeeze(2)
+    mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], logp.size(1), dev)
+    return logp * mask, mask
+
+
+def sequence_logprob(model, prompts, answers, temperature=1.0):
+    """log p_theta(answer | prompt) summed over answer tokens: (B,)."""
+    logp, _ = answer_logprobs(model, prompts, answers, temperature)
+    return logp.sum(1)
+
+
+def answer_scores(model, prompts, answers):
+    """The score logit after each answer token, i.e. of every answer prefix: (B, T), mask (B, T).
+
+    A right lobe judges prompt + answer[:j+1] at the position of answer token j; the last one
+    (after <|eos|>) is the whole answer's score. One forward pass scores every prefix (§5.5).
+    """
+    dev = model.wte.weight.device
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], dev)
+    _, scores, _ = model(idx)
+    mask = span_mask([len(p) for p in prompts], [len(a) for a in answers], scores.size(1), dev)
+    return scores * mask, mask

@@ -1,0 +1,213 @@
+"""
+Supervised warm start of both lobes (paper §5.1, eq 1; eq 7 and eq 9 for the right lobe).
+
+    left lobe   eq 1: cross-entropy on answer tokens only. A share of its examples are short
+                dialogues  prompt <sep> wrong attempt <vK> <sep> answer  (K = the right lobe's
+                score of the attempt, quantised), so it learns to use the right lobe's feedback
+                that the Inner Dialogue Loop will give it (eq 6).
+    right lobe  eq 7: binary cross-entropy, positives = y_true and every prefix of it, negatives =
+                corruptions of y_true (digit swap, off-by-one, carry error, dropped or inserted
+                digit) and the left lobe's own wrong samples; prefixes weighted by eq 9.
+
+Every other training script starts from the checkpoint this writes (out_dir/ckpt.pt), or calls
+main() to make one. Runs in minutes on a laptop CPU:
+
+    $ python train_sft.py --task=addition
+    $ python train_sft.py --task=wordproblems --max_iters=3000
+    $ python train_sft.py --init_from=resume        # continue an interrupted run
+"""
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from common import (Logger, UsageError, autocast, get_device, load_checkpoint, lr_at, make_optimizer, run,
+                    save_checkpoint, seed_everything, set_lr, set_rng_state)
+from data import decode_answer, get_task, valence_token
+from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
+from losses import critic_loss, pavlovian_targets, sft_loss
+
+
+@dataclass
+class Config:
+    task: str = "addition"        # addition | multiplication | parity | wordproblems | tictactoe
+    out_dir: str = "out/sft"      # ckpt.pt and metrics.jsonl are written here
+    init_from: str = "scratch"    # scratch | resume (continue out_dir/ckpt.pt from its step)
+    device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    seed: int = 1337              # seeds the lobes' init, the data and the sampling
+    n_layer: int = 3              # blocks per lobe
+    n_head: int = 4               # attention heads per block
+    n_embd: int = 128             # residual width per lobe
+    right_n_layer: int = 6        # blocks of the right lobe (0 = n_layer): judging a sum = computing it, then comparing
+    max_iters: int = 800          # optimisation steps (each updates both lobes)
+    batch_size: int = 64          # problems per step
+    lr: float = 2e-3              # peak AdamW learning rate, both lobes
+    weight_decay: float = 0.1     # AdamW weight decay on matrices
+    decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
+    grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
+    feedback_frac: float = 0.25   # share of left-lobe examples that are feedback dialogues
+    sample_frac: float = 0.5      # share of right-lobe negatives sampled from the left lobe
+    pavlov_lambda: float = 0.3    # eq 9 decay over answer prefixes (0 = uniform, inf = last only)
+    right_lm_weight: float = 1.0  # weight of eq 1 (next-token CE on y_true) in the right lobe's loss
+    max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood answer + 4)
+    eval_interval: int = 200      # evaluate and checkpoint every this many steps
+    n_eval: int = 500             # test and ood problems per evaluation
+    wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+
+
+# -----------------------------------------------------------------------------
+def left_batch(task, pairs, attempts, valences, feedback_frac, rng):
+    """Left-lobe examples: prompt -> y_true, or (feedback_frac of them) a dialogue
+    prompt, wrong attempt, its valence -> y_true. Returns prompt token lists and answer token lists."""
+    prompts, answers = [], []
+    for (p, a), wrong, v in zip(pairs, attempts, valences):
+        feedback = [(wrong, v)] if rng.random() < feedback_frac and not task.check(p, wrong) else []
+        prompts.append(prompt_ids(p, feedback))
+        answers.append(answer_ids(a))
+    return prompts, answers
+
+
+def lm_step(model, prompts, answers):
+    """Eq 1 on a batch of (prompt, answer) token lists: the mean CE over answer tokens."""
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
+    logits, _, _ = model(idx[:, :-1])
+    mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, idx.device)
+    return sft_loss(logits, idx[:, 1:], mask)
+
+
+def critic_step(right, task, pairs, attempts, lam, lm_weight):
+    """Eq 7 + eq 9 on y_true and the attempts: every prefix of each answer is scored and labelled.
+    Plus lm_weight * eq 1 on the y_true rows of the same forward pass: §5.1 trains both lobes to
+    predict the next token first, and a right lobe that can add judges sums much sooner.
+    Returns the loss and the right lobe's probability that each whole attempt is right."""
+    prompts = [prompt_ids(p) for p, _ in pairs] * 2
+    answers = [answer_ids(a) for _, a in pairs] + [answer_ids(w) for w in attempts]
+    correct = [1.0] * len(pairs) + [task.check(p, w) for (p, _), w in zip(pairs, attempts)]
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], right.wte.weight.device)
+    logits, scores, _ = right(idx)
+    mask = span_mask([len(p) for p in prompts], [len(a) for a in answers], idx.size(1), idx.device)
+    labels, weights = torch.zeros_like(mask), torch.zeros_like(mask)
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        lab, w = pavlovian_targets(a, answers[i % len(pairs)], correct[i], lam)
+        labels[i, len(p):len(p) + len(a)], weights[i, len(p):len(p) + len(a)] = lab, w
+    loss = critic_loss(scores[mask > 0], labels[mask > 0], weights[mask > 0])
+    n = len(pairs)  # eq 1 on the y_true rows: position t predicts token t + 1
+    loss = loss + lm_weight * sft_loss(logits[:n, :-1], idx[:n, 1:], mask[:n, 1:])
+    last = torch.tensor([len(p) + len(a) - 1 for p, a in zip(prompts, answers)], device=idx.device)
+    p_attempt = torch.sigmoid(scores.gather(1, last[:, None]).squeeze(1))[n:]
+    return loss, p_attempt.detach()
+
+
+@torch.no_grad()
+def evaluate(left, right, task, pairs, max_new_tokens, batch=500):
+    """Left exact match on pairs, right accuracy on y_true vs a corruption, first mistakes."""
+    left.eval(), right.eval()
+    guesses = []
+    for i in range(0, len(pairs), batch):
+        guesses += left.answer([p for p, _ in pairs[i:i + batch]], max_new_tokens)
+    hits = [task.check(p, g) for (p, _), g in zip(pairs, guesses)]
+    rng = random.Random(0)
+    wrong = [task.corrupt(p, a, rng) for p, a in pairs]
+    s_true = right.score([prompt_ids(p) + answer_ids(a) for p, a in pairs])
+    s_wrong = right.score([prompt_ids(p) + answer_ids(w) for (p, _), w in zip(pairs, wrong)])
+    right_acc = ((s_true > 0).float().mean() + (s_wrong < 0).float().mean()).item() / 2
+    mistakes = [(p, g, a) for (p, a), g, h in zip(pairs, guesses, hits) if not h][:3]
+    left.train(), right.train()
+    return sum(hits) / len(hits), right_acc, mistakes
+
+
+def build_lobes(cfg, device):
+    lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
+    rcfg = dataclasses.replace(lcfg, n_layer=cfg.right_n_layer or cfg.n_layer)
+    return Lobe(lcfg).to(device), Lobe(rcfg).to(device), lcfg, rcfg
+
+
+# -----------------------------------------------------------------------------
+def main(cfg: Config):
+    device = get_device(cfg.device)
+    try:
+        task = get_task(cfg.task)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    seed_everything(cfg.seed)
+    left, right, lcfg, rcfg = build_lobes(cfg, device)
+    opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
+    opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
+    ckpt_path, start = os.path.join(cfg.out_dir, "ckpt.pt"), 0
+    if cfg.init_from == "resume":
+        ckpt = load_checkpoint(ckpt_path, device)
+        left.load_state_dict(ckpt["left"]), right.load_state_dict(ckpt["right"])
+        opt_left.load_state_dict(ckpt["opt_left"]), opt_right.load_state_dict(ckpt["opt_right"])
+        start = ckpt["step"]
+        set_rng_state(ckpt["rng"])
+    elif cfg.init_from != "scratch":
+        raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
+    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
+    if not cfg.max_new_tokens:
+        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    print(f"task {task.name}: left lobe {left.num_params():,} parameters, right lobe {right.num_params():,}, on {device}")
+    log = Logger(cfg.out_dir, start, cfg.max_iters, "sft", cfg.wandb_project, dataclasses.asdict(cfg))
+    t0, results = time.time(), {}
+
+    def checkpoint(step):
+        save_checkpoint(ckpt_path, left=left.state_dict(), right=right.state_dict(),
+                        opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
+                        left_config=dataclasses.asdict(lcfg), right_config=dataclasses.asdict(rcfg), config=dataclasses.asdict(cfg),
+                        task=task.name, step=step, results=results)
+
+    for step in range(start, cfg.max_iters + 1):
+        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+            test_acc, right_acc, mistakes = evaluate(left, right, task, test, cfg.max_new_tokens)
+            ood_acc, _, _ = evaluate(left, right, task, ood, cfg.max_new_tokens)
+            results = dict(step=step, left_test=test_acc, left_ood=ood_acc, right_test=right_acc,
+                           minutes=(time.time() - t0) / 60)
+            log.log(**results)
+            log.print(f"step {step}: left test {test_acc:.1%} ood {ood_acc:.1%} | right test {right_acc:.1%}"
+                      + "".join(f"\n    {p!r} -> {g!r} (want {a!r})" for p, g, a in mistakes))
+            if step > start:
+                checkpoint(step)
+        if step == cfg.max_iters:
+            break
+        # data: a fresh batch from the train split, reproducible from (seed, step) for exact resume
+        rng = random.Random(f"{cfg.seed}/{step}")
+        pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        n_sampled = int(cfg.sample_frac * len(pairs))
+        with torch.no_grad(), autocast(device):     # the left lobe's own attempts (T = 1)
+            left.eval()
+            tokens, _ = left.generate([prompt_ids(p) for p, _ in pairs[:n_sampled]], cfg.max_new_tokens, 1.0)
+            left.train()
+        attempts = [decode_answer(t) for t in tokens.tolist()] + \
+                   [task.corrupt(p, a, rng) for p, a in pairs[n_sampled:]]
+        lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
+        with autocast(device):
+            # right lobe: eq 7 on y_true vs attempts, prefixes weighted by eq 9
+            loss_right, p_attempt = critic_step(right, task, pairs, attempts, cfg.pavlov_lambda,
+                                                 cfg.right_lm_weight)
+            # left lobe: eq 1, some examples with a wrong attempt + the right lobe's valence
+            valences = [valence_token(p) for p in p_attempt.tolist()]
+            prompts, answers = left_batch(task, pairs, attempts, valences, cfg.feedback_frac, rng)
+            loss_left = lm_step(left, prompts, answers)
+        for model, opt, loss in ((left, opt_left, loss_left), (right, opt_right, loss_right)):
+            set_lr(opt, lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+        log.tick(left=loss_left.item(), right=loss_right.item())
+        if step % 25 == 0:
+            log.log(step, loss_left=loss_left.item(), loss_right=loss_right.item(), lr=lr)
+    log.close()
+    print(f"\n| task | step | left test | left ood | right test | minutes |\n|---|---|---|---|---|---|\n"
+          f"| {task.name} | {results['step']} | {results['left_test']:.1%} | {results['left_ood']:.1%} "
+          f"| {results['right_test']:.1%} | {results['minutes']:.1f} |")
+    print(f"saved {ckpt_path}")
+    return results
+
+
+if __name__ == "__main__":
+    run(main, Config, gpu_preset={"batch_size": 256, "n_layer": 4, "n_embd": 256, "n_head": 8,
+                                  "max_iters": 3000, "n_eval": 2000})
