@@ -87,15 +87,17 @@ def parse_config(cls, argv, gpu_preset=None):
     return cfg
 
 
+POSITIVE = {"max_iters", "batch_size", "n_layer", "n_head", "n_embd", "idl_limit", "lr", "n_eval", "eval_interval",
+            "tau", "iterations", "n_prompts", "steps_per_iter", "n_seeds", "n_games", "depth"}
+
+
 def check_config(cfg):
     """Reject impossible values with a one-line error: counts > 0, rates in range, ..."""
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         if isinstance(v, bool):
             continue
-        positive = ("iters", "batch_size", "n_layer", "n_head", "n_embd", "idl_limit", "lr", "n_eval",
-                    "interval", "tau", "iterations", "n_seeds")
-        if isinstance(v, (int, float)) and any(f.name.endswith(p) for p in positive) and v <= 0:
+        if isinstance(v, (int, float)) and f.name in POSITIVE and v <= 0:
             raise UsageError(f"--{f.name} must be > 0, got {v}")
         if isinstance(v, (int, float)) and v < 0:
             raise UsageError(f"--{f.name} must be >= 0, got {v}")
@@ -180,6 +182,15 @@ def lr_at(step, max_iters, lr, warmup=50, decay=True):
         return lr
     progress = min(1.0, (step - warmup) / max(1, max_iters - warmup))
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def optimize(model, optimizer, loss, grad_clip=0.0):
+    """One update: zero the gradients, backpropagate loss, clip the norm (if > 0), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def set_lr(optimizer, lr):

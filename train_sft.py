@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (Logger, UsageError, autocast, get_device, load_checkpoint, lr_at, make_optimizer, run,
-                    save_checkpoint, seed_everything, set_lr, set_rng_state)
+from common import (Logger, UsageError, autocast, get_device, load_checkpoint, lr_at, make_optimizer, optimize,
+                    run, save_checkpoint, seed_everything, set_lr, set_rng_state)
 from data import decode_answer, get_task, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
 from losses import critic_loss, pavlovian_targets, sft_loss
@@ -93,6 +93,8 @@ def critic_step(right, task, pairs, attempts, lam, lm_weight):
     for i, (p, a) in enumerate(zip(prompts, answers)):
         lab, w = pavlovian_targets(a, answers[i % len(pairs)], correct[i], lam)
         labels[i, len(p):len(p) + len(a)], weights[i, len(p):len(p) + len(a)] = lab, w
+    pos = (labels * weights).sum()                # §5.5 line 435: positives and negatives weigh equally
+    weights = torch.where(labels > 0, weights * (weights.sum() - pos) / pos.clamp(min=1e-8), weights)
     loss = critic_loss(scores[mask > 0], labels[mask > 0], weights[mask > 0])
     n = len(pairs)  # eq 1 on the y_true rows: position t predicts token t + 1
     loss = loss + lm_weight * sft_loss(logits[:n, :-1], idx[:n, 1:], mask[:n, 1:])
@@ -192,11 +194,7 @@ def main(cfg: Config):
             loss_left = lm_step(left, prompts, answers)
         for model, opt, loss in ((left, opt_left, loss_left), (right, opt_right, loss_right)):
             set_lr(opt, lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimize(model, opt, loss, cfg.grad_clip)
         log.tick(left=loss_left.item(), right=loss_right.item())
         if step % 25 == 0:
             log.log(step, loss_left=loss_left.item(), loss_right=loss_right.item(), lr=lr)

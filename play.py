@@ -1,0 +1,137 @@
+"""
+Watch the two lobes talk, or play a game against a trained network or a search opponent.
+
+    $ python play.py --task=addition --prompt="48213+9924"      # one Inner Dialogue Loop, shown
+    $ python play.py --task=addition                            # interactive; Ctrl-D exits
+    $ python play.py --game=tictactoe --opponent=optimal        # you against the perfect player
+    $ python play.py --game=tictactoe --you=lobe --opponent=random --n_games=100   # a match: W/D/L
+
+Each loop prints the left lobe's attempt, the right lobe's score as a bar and a number, and why
+the loop stopped. It loads any checkpoint the training scripts write (--ckpt).
+"""
+import random
+import sys
+from dataclasses import dataclass
+
+from common import UsageError, get_device, run
+from data import get_task
+from sln import SYSTEMS, load_system
+
+
+@dataclass
+class Config:
+    task: str = "addition"        # the task the checkpoint was trained on
+    ckpt: str = "out/sft/ckpt.pt"  # any checkpoint a training script wrote
+    system: str = "F"             # A B C D F (sln.py): F = lateralized IDL
+    prompt: str = ""              # a question, e.g. "48213+9924"; empty: ask interactively
+    idl_limit: int = 4            # most loops of the dialogue
+    threshold: float = 0.5        # the right lobe's acceptance threshold
+    temperature: float = 0.0      # sampling temperature of the speaking lobe (0 = greedy)
+    device: str = "cpu"           # auto | cpu | cuda | mps
+    game: str = ""                # tictactoe | checkers | chess | gridworld: play a game instead
+    you: str = "human"            # your side in a game: human | lobe | random | search | optimal
+    opponent: str = "search"      # the other side: lobe | random | search | optimal
+    depth: int = 4                # search depth of the alpha-beta opponent
+    n_games: int = 1              # games to play; more than 1 prints the match's W/D/L
+
+
+# -----------------------------------------------------------------------------
+def bar(p, width=20):
+    """The right lobe's probability as a coloured bar: red below 0.5, green from 0.5."""
+    colour = "\033[32m" if p >= 0.5 else "\033[31m"
+    filled = round(p * width)
+    return f"{colour}{'#' * filled}{'.' * (width - filled)}\033[0m {p:.3f}"
+
+
+def show_dialogue(system, task, question):
+    """Run one prompt through the system and print every loop; a bad question is a UsageError."""
+    try:
+        prompt = task.pose(question)
+    except (ValueError, TypeError):
+        raise UsageError(f"{question!r} is not a {task.name} question") from None
+    d = system.answer([prompt], max_new_tokens=64)
+    print(f"prompt  {prompt}")
+    for j, attempt in enumerate(d.attempts[0]):
+        score = f"  right {bar(d.scores[0][j])}" if d.scores[0] else ""
+        print(f"loop {j + 1}  left  {attempt!r:<24}{score}")
+    verdict = "correct" if task.check(prompt, d.final[0]) else "wrong"
+    print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
+          f"answer {d.final[0]!r} ({verdict})")
+
+
+def lobe_player(system):
+    """A game player backed by a network: the board text is the prompt, the answer the move."""
+    def player(game, rng):
+        return system.answer([game.render()], max_new_tokens=16).final[0]
+    return player
+
+
+def make_player(name, cfg, game_name):
+    import games
+    from games import alphabeta_player, human_player, random_player
+    if name == "lobe":
+        return lobe_player(load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
+                                       threshold=cfg.threshold, temperature=cfg.temperature))
+    if name == "optimal":
+        module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
+        if not hasattr(module, "optimal_player"):
+            raise UsageError(f"{game_name} has no optimal player; use --opponent=search")
+        return module.optimal_player
+    players = {"human": human_player, "random": random_player, "search": alphabeta_player(cfg.depth)}
+    if name not in players:
+        raise UsageError(f"unknown player {name!r}: human, lobe, random, search or optimal")
+    return players[name]
+
+
+def play_games(cfg):
+    import games
+    if cfg.game not in ("tictactoe", "checkers", "chess", "gridworld"):
+        raise UsageError(f"unknown game {cfg.game!r}: tictactoe, checkers, chess or gridworld")
+    try:
+        factory = games.GAMES[cfg.game]
+        you, opponent = make_player(cfg.you, cfg, cfg.game), make_player(cfg.opponent, cfg, cfg.game)
+        if cfg.game == "gridworld":  # one player: you walk the maze
+            outcomes, forfeit = games.play_game(factory().reset(seed=0), [you], random.Random(0))
+            print("reached the goal" if outcomes[0] > 0 else f"failed{': ' + forfeit[1] if forfeit else ''}")
+            return
+        counts = games.match(factory, you, opponent, cfg.n_games, seed=0)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    except (EOFError, KeyboardInterrupt):
+        print("\nbye")
+        return
+    print(f"you ({cfg.you}) vs {cfg.opponent}: W {counts['win']} / D {counts['draw']} / L {counts['loss']}"
+          f" ({counts['illegal']} lost by illegal moves)")
+    for e in counts["errors"][:5]:
+        print("  ", e)
+
+
+def main(cfg: Config):
+    if cfg.game:
+        return play_games(cfg)
+    if cfg.system not in SYSTEMS:
+        raise UsageError(f"unknown system {cfg.system!r}: choose from {', '.join(SYSTEMS)}")
+    try:
+        task = get_task(cfg.task)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
+                         threshold=cfg.threshold, temperature=cfg.temperature)
+    print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, from {cfg.ckpt}")
+    if cfg.prompt:
+        return show_dialogue(system, task, cfg.prompt)
+    while True:  # interactive: bad input re-prompts, Ctrl-D exits cleanly
+        try:
+            question = input(f"{task.name}> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if question:
+            try:
+                show_dialogue(system, task, question)
+            except UsageError as e:
+                print(f"error: {e}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -1,0 +1,58 @@
+"""The systems (sln.py): one set of weights for B, parameter counts, save -> load, evaluation."""
+import torch
+
+from data import get_task
+from lobes import Lobe, LobeConfig
+from sln import SYSTEMS, System, equal_params_config, evaluate_system, load_system, save_system
+
+
+def lobes(seed=0, n_layer=1):
+    torch.manual_seed(seed)
+    cfg = LobeConfig(n_layer=n_layer, n_head=2, n_embd=32)
+    return Lobe(cfg).eval(), Lobe(cfg).eval()
+
+
+def test_self_reflection_uses_one_set_of_weights():
+    left, _ = lobes()
+    b = System("B", left)
+    assert b.right is b.left
+    assert b.num_params() == left.num_params()
+
+
+def test_homogeneous_pair_is_two_identical_copies():
+    left, _ = lobes()
+    c = System("C", left)
+    assert c.right is not c.left
+    assert all(torch.equal(p, q) for p, q in zip(c.left.parameters(), c.right.parameters()))
+    assert c.num_params() == 2 * left.num_params()
+
+
+def test_every_system_reports_parameters_and_compute():
+    left, right = lobes()
+    task = get_task("addition")
+    pairs = task.dataset("test", 6)
+    for kind in SYSTEMS:
+        s = System(kind, left, right, idl_limit=2)
+        r = evaluate_system(s, task, pairs, max_new_tokens=4)
+        assert s.num_params() > 0
+        assert 1 <= r["loops"] <= 2 and r["passes"] >= 2
+    assert System("F", left, right).num_params() == left.num_params() + right.num_params()
+
+
+def test_equal_params_single_gpt_matches_a_pair():
+    left, right = lobes(n_layer=2)
+    a = Lobe(equal_params_config(left.cfg, right.cfg))
+    pair = left.num_params() + right.num_params()
+    # the pair's blocks, one embedding table, final norm and score head fewer
+    one_set = sum(p.numel() for m in (left.wte, left.ln_f, left.score_head) for p in m.parameters())
+    assert a.num_params() == pair - one_set
+
+
+def test_save_then_load_gives_identical_answers(tmp_path):
+    left, right = lobes(3)
+    prompts = ["12+34", "5", "x"]
+    f = System("F", left, right, idl_limit=3)
+    before = f.answer(prompts, 6)
+    save_system(str(tmp_path / "ckpt.pt"), f, task="addition")
+    after = load_system(str(tmp_path / "ckpt.pt"), "F", idl_limit=3).answer(prompts, 6)
+    assert before.attempts == after.attempts and before.final == after.final

@@ -1,0 +1,244 @@
+"""
+Self-Play Fine-Tuning of a lateralized SLN (paper §5.6, Algorithm 3, lines 498-527).
+
+    for t = 0 .. T-1:                                            Alg 3 line 1
+        the frozen left lobe of iteration t answers every prompt, then answers again through
+        the Inner Dialogue Loop at temperatures spread over [0.1, 0.9], the frozen right lobe
+        scoring every answer                                     lines 2-10
+        left  <- argmin SPIN's logistic loss on log-ratios against the frozen lobe:
+                 y_true chosen, the generated answers rejected   line 12
+        right <- argmin BCE: y_true against all IDL samples      line 13 (eq 7, eq 9 optional)
+
+Each iteration trains on its own generations and the previous iteration's. The opponent is a
+frozen copy, replaced only at iteration boundaries. From a fresh clone this makes its data,
+warm-starts both lobes with train_sft.py, runs T iterations, evaluates, saves and prints a table:
+
+    $ python train_spin.py                       # CPU, a few minutes, the README's main job
+    $ python train_spin.py --device=cuda         # a larger preset, the same code path
+    $ python train_spin.py --init_from=resume    # continue after the last finished iteration
+"""
+import copy
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import train_sft
+from common import (Logger, UsageError, autocast, get_device, make_optimizer, optimize, run, save_checkpoint,
+                    seed_everything, set_rng_state)
+from data import get_task
+from idl import lateralized
+from lobes import answer_ids, prompt_ids, sequence_logprob
+from losses import critic_loss, pavlovian_weights, spin_loss
+from sln import System, evaluate_system, load_lobes
+
+
+@dataclass
+class Config:
+    task: str = "addition"        # addition | multiplication | parity | wordproblems | tictactoe
+    out_dir: str = "out/spin"     # ckpt.pt, metrics.jsonl and the warm start (out_dir/sft) go here
+    init_from: str = "sft"        # sft (out_dir/sft/ckpt.pt, trained first if missing) | resume | a ckpt path
+    device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    seed: int = 1337              # seeds the warm start, the prompts and the sampling
+    iterations: int = 3           # T, SPIN iterations (Alg 3 line 1)
+    n_prompts: int = 512          # N, training prompts per iteration (Alg 3 line 2)
+    idl_limit: int = 3            # IDL loops after the first answer (Alg 3 line 6)
+    t_min: float = 0.1            # lowest sampling temperature (Alg 3 line 8)
+    t_max: float = 0.9            # highest sampling temperature
+    spin_beta: float = 0.1        # the paper's lambda in Alg 3 line 12 (SPIN's beta)
+    nll_weight: float = 1.0       # + this * eq 1 on y_true (0 = the paper's pure line 12; see main)
+    steps_per_iter: int = 100     # optimisation steps per iteration, each lobe
+    batch_size: int = 64          # (chosen, rejected) pairs per step
+    lr: float = 2e-5              # AdamW learning rate, both lobes (small: Adam moves every weight by ~lr)
+    weight_decay: float = 0.0     # AdamW weight decay
+    grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
+    pavlov_lambda: float = 0.0    # eq 9 decay over IDL iterations for the right lobe (0 = uniform)
+    threshold: float = 0.5        # the right lobe's acceptance threshold at evaluation
+    n_eval: int = 500             # test and ood problems per evaluation
+    max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood answer + 4)
+    sft_iters: int = 0            # steps of the warm start if it must be trained (0: train_sft's default)
+    wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+
+
+# -----------------------------------------------------------------------------
+def temperatures(cfg):
+    """One temperature per generation, spread evenly over [t_min, t_max] (Alg 3 lines 3 and 8)."""
+    return np.linspace(cfg.t_min, cfg.t_max, cfg.idl_limit + 1).round(3).tolist()
+
+
+def self_play(left_t, right_t, task, pairs, cfg):
+    """Alg 3 lines 2-10: the frozen lobes of iteration t generate; returns the rejected samples
+    (prompt, y_true, y', loop j) and the right lobe's data (prompt, answer, label, loop j)."""
+    d = lateralized(left_t, right_t, [p for p, _ in pairs], idl_limit=cfg.idl_limit + 1, threshold=2.0,
+                    temperature=temperatures(cfg), max_new_tokens=cfg.max_new_tokens)  # never accepts: all loops
+    rejected, judged = [], []
+    for (p, y), attempts in zip(pairs, d.attempts):
+        for j, a in enumerate(attempts):
+            ok = task.check(p, a)
+            judged.append((p, a, ok, j))
+            if not ok:  # a correct generation is no "rejected" answer: skip it (SPIN's margin would be 0)
+                rejected.append((p, y, a, j))
+    return rejected, judged, d
+
+
+def frozen(model):
+    """The opponent of iteration t: a copy that no optimizer holds and no gradient reaches."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def reference_logprobs(opponent, rejected, batch=256):
+    """log p_theta_t of y_true and y' under the frozen iteration-t lobe, once per iteration."""
+    out = []
+    for i in range(0, len(rejected), batch):
+        chunk = rejected[i:i + batch]
+        prompts = [prompt_ids(p) for p, _, _, _ in chunk]
+        out.append(torch.stack([sequence_logprob(opponent, prompts, [answer_ids(y) for _, y, _, _ in chunk]),
+                                sequence_logprob(opponent, prompts, [answer_ids(a) for _, _, a, _ in chunk])], 1))
+    return torch.cat(out) if out else torch.zeros(0, 2)
+
+
+def spin_step(left, data, ref, idx, cfg):
+    """Alg 3 line 12 on the rows idx of data [(prompt, y_true, y', loop)], ref their log-probs under
+    the frozen lobe. Returns (loss to minimise, the SPIN term alone, margins, mean log-probs)."""
+    dev = left.wte.weight.device
+    prompts = [prompt_ids(data[i][0]) for i in idx]
+    chosen, rejected = [answer_ids(data[i][1]) for i in idx], [answer_ids(data[i][2]) for i in idx]
+    lp_true, lp_gen = sequence_logprob(left, prompts, chosen), sequence_logprob(left, prompts, rejected)
+    loss_spin, margin = spin_loss(lp_true, ref[idx, 0].to(dev), lp_gen, ref[idx, 1].to(dev), cfg.spin_beta)
+    # pure line 12 lets y_true's likelihood fall too (the margin grows either way); an NLL anchor on
+    # y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. nll_weight=0: pure.
+    n_tok = torch.tensor([len(c) for c in chosen], device=dev)
+    loss = loss_spin + cfg.nll_weight * (-lp_true / n_tok).mean()
+    return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
+
+
+def right_step(right, judged, cfg, rng):
+    """Alg 3 line 13: BCE (eq 7) on y_true (label 1) against the IDL samples, labelled by the
+    checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0."""
+    batch = rng.sample(judged, min(cfg.batch_size, len(judged)))
+    w_loop = pavlovian_weights(cfg.idl_limit + 1, cfg.pavlov_lambda) * (cfg.idl_limit + 1)
+    seqs = [prompt_ids(p) + answer_ids(a) for p, a, _, _ in batch]
+    dev = right.wte.weight.device
+    labels = torch.tensor([float(ok) for _, _, ok, _ in batch], device=dev)
+    weights = torch.tensor([1.0 if ok else float(w_loop[j]) for _, _, ok, j in batch], device=dev)
+    return critic_loss(right.score(seqs), labels, weights)
+
+
+def evaluate(left, right, task, test, ood, cfg):
+    """Exact match of F (the lateralized IDL) and A (the left lobe alone) on test and ood."""
+    left.eval(), right.eval()
+    F = System("F", left, right, idl_limit=cfg.idl_limit + 1, threshold=cfg.threshold)
+    A = System("A", left)
+    r = {}
+    for name, pairs in (("test", test), ("ood", ood)):
+        f, a = evaluate_system(F, task, pairs, cfg.max_new_tokens), evaluate_system(A, task, pairs, cfg.max_new_tokens)
+        r.update({f"F_{name}": f["acc"], f"A_{name}": a["acc"], f"loops_{name}": f["loops"]})
+    left.train(), right.train()
+    return r
+
+
+def warm_start(cfg, device):
+    """Both lobes from a checkpoint: resume, a given path, or the SFT warm start (trained if missing)."""
+    path = os.path.join(cfg.out_dir, "ckpt.pt") if cfg.init_from == "resume" else cfg.init_from
+    if cfg.init_from == "sft":
+        path = os.path.join(cfg.out_dir, "sft", "ckpt.pt")
+        if not os.path.exists(path):
+            print(f"no warm start at {path}: training one with train_sft.py (§5.1, eq 1)")
+            sft = train_sft.Config(task=cfg.task, out_dir=os.path.dirname(path), device=cfg.device, seed=cfg.seed)
+            train_sft.main(dataclasses.replace(sft, max_iters=cfg.sft_iters) if cfg.sft_iters else sft)
+    left, right, ckpt = load_lobes(path, device)
+    if ckpt.get("task", cfg.task) != cfg.task:
+        raise UsageError(f"{path} was trained on {ckpt['task']}, not --task={cfg.task}")
+    return left.train(), right.train(), ckpt
+
+
+# -----------------------------------------------------------------------------
+def main(cfg: Config):
+    device = get_device(cfg.device)
+    try:
+        task = get_task(cfg.task)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
+    if not cfg.max_new_tokens:
+        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    seed_everything(cfg.seed)
+    left, right, ckpt = warm_start(cfg, device)
+    opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
+    opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
+    start, rows, previous = 0, [], []
+    if cfg.init_from == "resume":
+        opt_left.load_state_dict(ckpt["opt_left"]), opt_right.load_state_dict(ckpt["opt_right"])
+        start, rows, previous = ckpt["iteration"], ckpt["rows"], [tuple(r) for r in ckpt["previous"]]
+        set_rng_state(ckpt["rng"])
+    else:
+        rows = [dict(iter=0, **evaluate(left, right, task, test, ood, cfg))]
+    print(f"task {task.name}: left {left.num_params():,} + right {right.num_params():,} parameters on {device}; "
+          f"temperatures {temperatures(cfg)}")
+    log = Logger(cfg.out_dir, start * cfg.steps_per_iter, cfg.iterations * cfg.steps_per_iter, "spin",
+                 cfg.wandb_project, dataclasses.asdict(cfg))
+    t0 = time.time()
+    for t in range(start, cfg.iterations):                                      # Alg 3 line 1
+        # ALGO LOGIC: the opponent is the frozen lobe of iteration t, replaced only here
+        left_t, right_t = frozen(left), frozen(right)
+        rng = random.Random(f"{cfg.seed}/spin/{t}")
+        pairs = [task.sample(rng, "train") for _ in range(cfg.n_prompts)]
+        with autocast(device):                                                   # Alg 3 lines 2-10
+            rejected, judged, _ = self_play(left_t, right_t, task, pairs, cfg)
+        data = rejected + previous                  # iteration t trains on its own and t-1's generations
+        with autocast(device):
+            ref = reference_logprobs(left_t, data)
+        stats = []
+        for step in range(cfg.steps_per_iter):
+            # ALGO LOGIC: Alg 3 line 12, SPIN's logistic loss on log-ratios, y_true chosen, y' rejected
+            loss_left, loss_spin, margin, lp = torch.zeros(()), torch.zeros(()), torch.zeros(1), torch.zeros(2)
+            if data:
+                idx = [rng.randrange(len(data)) for _ in range(cfg.batch_size)]
+                with autocast(device):
+                    loss_left, loss_spin, margin, lp = spin_step(left, data, ref, idx, cfg)
+                optimize(left, opt_left, loss_left, cfg.grad_clip)
+            # ALGO LOGIC: Alg 3 line 13, the right lobe's BCE on y_true vs all IDL samples
+            with autocast(device):
+                truths = [(p, y, 1.0, 0) for p, y in rng.sample(pairs, min(len(pairs), cfg.batch_size // 2))]
+                loss_right = right_step(right, judged + truths, cfg, rng)
+            optimize(right, opt_right, loss_right, cfg.grad_clip)
+            stats.append([loss_spin.item(), margin.mean().item(), lp[0].item(), lp[1].item(), loss_right.item()])
+            log.tick(spin=stats[-1][0], right=stats[-1][4])
+        s = np.array(stats).mean(0).tolist()  # python floats: the checkpoint loads with weights_only
+        row = dict(iter=t + 1, **evaluate(left, right, task, test, ood, cfg), first_loss=stats[0][0], loss=s[0],
+                   margin=s[1], chosen=s[2], rejected=s[3], right_loss=s[4], n_rejected=len(rejected), n_data=len(data),
+                   minutes=(time.time() - t0) / 60)
+        rows.append(row)
+        log.log((t + 1) * cfg.steps_per_iter, **row)
+        log.print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        previous = rejected
+        save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), left=left.state_dict(), right=right.state_dict(),
+                        opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
+                        left_config=dataclasses.asdict(left.cfg), right_config=dataclasses.asdict(right.cfg),
+                        config=dataclasses.asdict(cfg), task=task.name, iteration=t + 1, rows=rows,
+                        previous=[list(r) for r in previous])
+    log.close()
+    print(table(rows))
+    return rows
+
+
+def table(rows):
+    """The per-iteration results as a markdown table (iteration 0 is the SFT warm start)."""
+    cols = [("iter", "iter", "{}"), ("F_test", "F test", "{:.1%}"), ("F_ood", "F ood", "{:.1%}"),
+            ("A_test", "A test", "{:.1%}"), ("A_ood", "A ood", "{:.1%}"), ("loops_test", "loops test", "{:.2f}"),
+            ("loops_ood", "loops ood", "{:.2f}"), ("first_loss", "loss@1", "{:.3f}"), ("loss", "SPIN loss", "{:.3f}"),
+            ("margin", "margin", "{:.3f}"), ("chosen", "logp chosen", "{:.2f}"), ("rejected", "logp rejected", "{:.2f}"),
+            ("right_loss", "right BCE", "{:.3f}")]
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "-" for k, _, f in cols) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run(main, Config, gpu_preset={"n_prompts": 4096, "batch_size": 256, "steps_per_iter": 300, "n_eval": 2000})
