@@ -67,7 +67,7 @@ def parse_config(cls, argv, gpu_preset=None):
         helps = field_help(cls)
         print(f"{(inspect.getdoc(sys.modules[cls.__module__]) or '').splitlines()[0]}\n\noptions:")
         for name, f in fields.items():
-            print(f"  --{name}={f.default!s:<14} {helps.get(name, '')}")
+            print(f"  {'--' + name + '=' + str(f.default):<32} {helps.get(name, '')}")
         sys.exit(0)
     given = {}
     for arg in argv:
@@ -76,7 +76,8 @@ def parse_config(cls, argv, gpu_preset=None):
             raise UsageError(f"expected --key=value, got {arg!r}")
         name = m[1].replace("-", "_")
         if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
+            close = [f for f in fields if name.startswith(f + "_") or f.startswith(name)]
+            close = close or difflib.get_close_matches(name, fields, n=1)
             raise UsageError(f"unknown option --{name}" + (f"; did you mean --{close[0]}?" if close else ""))
         typ = type(fields[name].default)
         given[name] = _convert(name, typ, "true" if m[2] is None and typ is bool else (m[2] or ""))
@@ -103,7 +104,7 @@ def check_config(cfg):
             raise UsageError(f"--{f.name} must be >= 0, got {v}")
         if isinstance(v, (int, float)) and (f.name == "threshold" or f.name.endswith("_frac")) and not 0 <= v <= 1:
             raise UsageError(f"--{f.name} must be in [0, 1], got {v}")
-        if isinstance(v, float) and not math.isfinite(v):
+        if isinstance(v, float) and math.isnan(v) or isinstance(v, float) and math.isinf(v) and "lambda" not in f.name:
             raise UsageError(f"--{f.name} must be finite, got {v}")
     if hasattr(cfg, "n_embd") and hasattr(cfg, "n_head") and cfg.n_embd % (2 * cfg.n_head):
         raise UsageError(f"--n_embd ({cfg.n_embd}) must be a multiple of 2 * n_head ({2 * cfg.n_head})")

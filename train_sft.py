@@ -123,7 +123,8 @@ def evaluate(left, right, task, pairs, max_new_tokens, batch=500):
 
 def build_lobes(cfg, device):
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
-    rcfg = dataclasses.replace(lcfg, n_layer=cfg.right_n_layer or cfg.n_layer)
+    n_right = cfg.right_n_layer or cfg.n_layer
+    rcfg = dataclasses.replace(lcfg, n_layer=n_right, lm_layer=(n_right + 1) // 2)  # see lobes.py: lm_layer
     return Lobe(lcfg).to(device), Lobe(rcfg).to(device), lcfg, rcfg
 
 
@@ -138,12 +139,12 @@ def main(cfg: Config):
     left, right, lcfg, rcfg = build_lobes(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
     opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
-    ckpt_path, start = os.path.join(cfg.out_dir, "ckpt.pt"), 0
+    ckpt_path, start, results = os.path.join(cfg.out_dir, "ckpt.pt"), 0, {}
     if cfg.init_from == "resume":
         ckpt = load_checkpoint(ckpt_path, device)
         left.load_state_dict(ckpt["left"]), right.load_state_dict(ckpt["right"])
         opt_left.load_state_dict(ckpt["opt_left"]), opt_right.load_state_dict(ckpt["opt_right"])
-        start = ckpt["step"]
+        start, results = ckpt["step"], ckpt.get("results", {})
         set_rng_state(ckpt["rng"])
     elif cfg.init_from != "scratch":
         raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
@@ -152,7 +153,7 @@ def main(cfg: Config):
         cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
     print(f"task {task.name}: left lobe {left.num_params():,} parameters, right lobe {right.num_params():,}, on {device}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "sft", cfg.wandb_project, dataclasses.asdict(cfg))
-    t0, results = time.time(), {}
+    t0 = time.time() - 60 * results.get("minutes", 0.0)
 
     def checkpoint(step):
         save_checkpoint(ckpt_path, left=left.state_dict(), right=right.state_dict(),
@@ -161,7 +162,7 @@ def main(cfg: Config):
                         task=task.name, step=step, results=results)
 
     for step in range(start, cfg.max_iters + 1):
-        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+        if (step % cfg.eval_interval == 0 or step == cfg.max_iters) and (step > start or not start):
             test_acc, right_acc, mistakes = evaluate(left, right, task, test, cfg.max_new_tokens)
             ood_acc, _, _ = evaluate(left, right, task, ood, cfg.max_new_tokens)
             results = dict(step=step, left_test=test_acc, left_ood=ood_acc, right_test=right_acc,

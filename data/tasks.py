@@ -35,10 +35,15 @@ def unrev(digits: str) -> int:
     return int(digits[::-1])
 
 
-def first_number(text: str):
-    """The first run of digits in a completion, or None: robust to junk before and after."""
-    m = re.search(r"\d+", text)
+def first_number(text):
+    """The first run of digits in a completion, or None: robust to junk and to non-text."""
+    m = re.search(r"\d+", text) if isinstance(text, str) else None
     return m.group(0) if m else None
+
+
+def texts(*xs):
+    """True when every argument is a str: checkers return 0.0 for anything else, never raise."""
+    return all(isinstance(x, str) for x in xs)
 
 
 def number(rng: random.Random, lo_digits: int, hi_digits: int) -> int:
@@ -126,7 +131,7 @@ class Addition(Task):
         return f"{rev(a, self.width)}+{rev(b, self.width)}"
 
     def check(self, prompt, completion):
-        m = re.fullmatch(rf"(\d{{{self.width}}})\+(\d{{{self.width}}})", prompt)
+        m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\+(\d{{{self.width}}})", prompt)
         return float(bool(m) and first_number(completion) == rev(unrev(m[1]) + unrev(m[2]), self.width + 1))
 
     def corrupt(self, prompt, answer, rng):
@@ -157,7 +162,7 @@ class Multiplication(Task):
         return f"{rev(a, self.width)}*{rev(b, self.width)}"
 
     def check(self, prompt, completion):
-        m = re.fullmatch(rf"(\d{{{self.width}}})\*(\d{{{self.width}}})", prompt)
+        m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\*(\d{{{self.width}}})", prompt)
         return float(bool(m) and first_number(completion) == rev(unrev(m[1]) * unrev(m[2]), 2 * self.width))
 
 
@@ -171,8 +176,8 @@ class Parity(Task):
         return bits, str(bits.count("1") % 2)
 
     def check(self, prompt, completion):
-        m = re.match(r"\s*([01])", completion)
-        return float(bool(m) and set(prompt) <= {"0", "1"} and m[1] == str(prompt.count("1") % 2))
+        m = texts(prompt, completion) and re.search(r"[01]", completion)
+        return float(bool(m) and set(prompt) <= {"0", "1"} and m[0] == str(prompt.count("1") % 2))
 
     def corrupt(self, prompt, answer, rng):
         return "1" if answer == "0" else "0"
@@ -213,7 +218,7 @@ class WordProblems(Task):
 
     def solve(self, prompt):
         """The true final count from the prompt text alone, or None if it does not parse."""
-        m = re.match(r"(\w+) has (\d+) ", prompt)
+        m = re.match(r"(\w+) has (\d+) ", prompt) if texts(prompt) else None
         if not m:
             return None
         x = int(m[2])
@@ -225,7 +230,7 @@ class WordProblems(Task):
         return x
 
     def check(self, prompt, completion):
-        m = re.search(r"####\s*(\d+)", completion)
+        m = texts(prompt, completion) and re.search(r"####\s*(\d+)", completion)
         return float(bool(m) and self.solve(prompt) == int(m[1]))
 
 
