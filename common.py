@@ -231,7 +231,7 @@ class Logger:
     def __init__(self, out_dir, start, total, desc, wandb_project="", config=None):
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "metrics.jsonl")
-        self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False)
+        self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False, disable=None)  # off without a TTY
         self.wandb = None
         if wandb_project:
             try:

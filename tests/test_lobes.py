@@ -267,26 +267,3 @@ def test_answer_scores_score_every_answer_prefix(sharp_lobe):
     for i, (p, a) in enumerate(zip(PROMPTS, ANSWERS)):
         want = sharp_lobe.score([p + a[:j + 1] for j in range(len(a))])
         torch.testing.assert_close(scores[i][mask[i] > 0], want, rtol=0, atol=1e-5)
-
-
-# -----------------------------------------------------------------------------
-# lm_layer: the LM head reading the stream halfway up (right lobes)
-
-def test_lm_layer_logits_are_those_of_the_lobe_cut_after_that_block(tiny_cfg, make_sharp_lobe):
-    model = make_sharp_lobe(replace(tiny_cfg, n_layer=3, lm_layer=1))
-    cut = Lobe(replace(tiny_cfg, n_layer=1)).eval()
-    cut.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("blocks.1", "blocks.2"))})
-    idx = torch.tensor([PROMPTS[2]])
-    logits, scores, _ = model(idx)
-    cut_logits, cut_scores, _ = cut(idx)
-    torch.testing.assert_close(logits, cut_logits, rtol=0, atol=1e-5)
-    assert not torch.allclose(scores, cut_scores, atol=1e-3)    # the score head still reads the top
-
-
-def test_cached_generation_equals_the_uncached_reference_with_lm_layer(tiny_cfg, make_sharp_lobe):
-    model = make_sharp_lobe(replace(tiny_cfg, n_layer=3, lm_layer=2))
-    tokens, logps = model.generate(PROMPTS, 10)
-    refs = [reference_greedy(model, p, 10) for p in PROMPTS]
-    assert len(set(tuple(t) for t, _ in refs)) > 1
-    assert torch.equal(tokens, padded([t for t, _ in refs], PAD, tokens.size(1)))
-    torch.testing.assert_close(logps, padded([lp for _, lp in refs], 0.0, tokens.size(1)), rtol=0, atol=1e-5)

@@ -46,3 +46,12 @@ def test_smoke_run_trains_each_iteration_on_its_own_and_previous_generations(tmp
     more = train_spin.main(train_spin.Config(out_dir=str(tmp_path), init_from="resume", **{**TINY, "iterations": 3}))
     assert [r["iter"] for r in more] == [0, 1, 2, 3]
     assert more[3]["n_data"] == more[3]["n_rejected"] + rows[2]["n_rejected"]
+
+
+def test_pair_ids_cut_both_answers_after_the_first_difference():
+    from lobes import answer_ids
+    chosen, rejected = train_spin.pair_ids("7498", "7438", truncate=True)
+    assert chosen == answer_ids("7498")[:3] and rejected == answer_ids("7438")[:3]
+    chosen, rejected = train_spin.pair_ids("74", "749", truncate=True)  # differs at y_true's <|eos|>
+    assert chosen == answer_ids("74") and rejected == answer_ids("749")[:3]
+    assert train_spin.pair_ids("7498", "7438", truncate=False) == (answer_ids("7498"), answer_ids("7438"))

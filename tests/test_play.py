@@ -1,0 +1,47 @@
+"""play.py end to end: one dialogue shown, the interactive loop, a game match, bad input."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import play
+from lobes import Lobe, LobeConfig
+from sln import System, save_system
+
+ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
+    path = str(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
+    save_system(path, System("F", Lobe(cfg), Lobe(cfg)), task="addition")
+    return path
+
+
+def test_prompt_prints_every_loop_and_why_it_stopped(ckpt, capsys):
+    play.main(play.Config(ckpt=ckpt, prompt="48213+9924", idl_limit=3, threshold=1.0))
+    out = capsys.readouterr().out
+    assert "31284000+42990000" in out                      # the question, posed as the task's prompt
+    assert out.count("loop ") == 3 and "stop: limit after 3 loop(s)" in out
+
+
+def test_interactive_mode_reprompts_on_bad_input_and_exits_on_eof(ckpt):
+    r = subprocess.run([sys.executable, "play.py", f"--ckpt={ckpt}", "--idl_limit=2"], cwd=ROOT,
+                       input="not a sum\n12+5\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert "is not a question for the addition task" in r.stderr and "21000000+50000000" in r.stdout
+
+
+def test_bad_prompt_and_missing_checkpoint_exit_2_with_one_line(ckpt, tmp_path):
+    for args in ([f"--ckpt={ckpt}", "--prompt=hello"], [f"--ckpt={tmp_path}/none.pt", "--prompt=1+1"]):
+        r = subprocess.run([sys.executable, "play.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_match_between_a_network_and_the_optimal_player_reports_w_d_l(ckpt, capsys):
+    play.main(play.Config(ckpt=ckpt, game="tictactoe", you="lobe", opponent="optimal", n_games=4, idl_limit=1))
+    out = capsys.readouterr().out
+    assert "W 0 / D" in out and "lost by illegal moves" in out  # an untrained lobe never beats it
