@@ -121,6 +121,15 @@ def run(main, cls, gpu_preset=None, argv=None):
         sys.exit(2)
 
 
+def load_task(name):
+    """data.get_task, with an unknown name as a UsageError (one line, exit 2)."""
+    from data import get_task
+    try:
+        return get_task(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 # -----------------------------------------------------------------------------
 # device, dtype, seed
 def get_device(name):

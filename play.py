@@ -13,8 +13,7 @@ import random
 import sys
 from dataclasses import dataclass
 
-from common import UsageError, get_device, run
-from data import get_task
+from common import UsageError, get_device, load_task, run
 from sln import SYSTEMS, load_system
 
 
@@ -67,7 +66,6 @@ def lobe_player(system):
 
 
 def make_player(name, cfg, game_name):
-    import games
     from games import alphabeta_player, human_player, random_player
     if name == "lobe":
         return lobe_player(load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
@@ -111,10 +109,7 @@ def main(cfg: Config):
         return play_games(cfg)
     if cfg.system not in SYSTEMS:
         raise UsageError(f"unknown system {cfg.system!r}: choose from {', '.join(SYSTEMS)}")
-    try:
-        task = get_task(cfg.task)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    task = load_task(cfg.task)
     system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
                          threshold=cfg.threshold, temperature=cfg.temperature)
     print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, from {cfg.ckpt}")

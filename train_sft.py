@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (Logger, UsageError, autocast, get_device, load_checkpoint, lr_at, make_optimizer, optimize,
-                    run, save_checkpoint, seed_everything, set_lr, set_rng_state)
-from data import decode_answer, get_task, valence_token
+from common import (Logger, UsageError, autocast, get_device, load_checkpoint, load_task, lr_at,
+                    make_optimizer, optimize, run, save_checkpoint, seed_everything, set_lr, set_rng_state)
+from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
 from losses import critic_loss, pavlovian_targets, sft_loss
 
@@ -130,10 +130,7 @@ def build_lobes(cfg, device):
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     device = get_device(cfg.device)
-    try:
-        task = get_task(cfg.task)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    task = load_task(cfg.task)
     seed_everything(cfg.seed)
     left, right, lcfg, rcfg = build_lobes(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)

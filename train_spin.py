@@ -28,9 +28,8 @@ import numpy as np
 import torch
 
 import train_sft
-from common import (Logger, UsageError, autocast, get_device, make_optimizer, optimize, run, save_checkpoint,
-                    seed_everything, set_rng_state)
-from data import get_task
+from common import (Logger, UsageError, autocast, get_device, load_task, make_optimizer, optimize, run,
+                    save_checkpoint, seed_everything, set_rng_state)
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
@@ -176,10 +175,7 @@ def warm_start(cfg, device):
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     device = get_device(cfg.device)
-    try:
-        task = get_task(cfg.task)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    task = load_task(cfg.task)
     test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
     if not cfg.max_new_tokens:
         cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)

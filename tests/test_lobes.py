@@ -5,14 +5,13 @@ score helpers. Every model is a seeded tiny lobe (tests/conftest.py).
 
     $ python -m pytest tests/test_lobes.py -q
 """
-from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from data.tokenizer import EOS, PAD
-from lobes import Lobe, answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob
+from lobes import answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob
 from losses import sft_loss
 
 # prompts of different lengths, so a batch of them is left-padded (lengths 7, 3, 15, 11, 8)
