@@ -54,7 +54,7 @@ def _temperature(temperature, loop):
     return temperature[loop] if isinstance(temperature, (list, tuple)) else temperature
 
 
-def _speak(lobe, contexts, max_new_tokens, temperature):
+def speak(lobe, contexts, max_new_tokens, temperature):
     """One batched generation: token lists in, (answers, token lists, forward passes per row) out."""
     tokens, _ = lobe.generate(contexts, max_new_tokens, temperature)
     rows = [[t for t in row if t != PAD] for row in tokens.tolist()]
@@ -72,7 +72,7 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
         if not active:
             break
         # LOOP LOGIC: Alg 2 lines 6-13, the left lobe answers x (prompt [+ attempt + valence])
-        answers, rows, passes = _speak(left, [prompt_ids(prompts[i], feedback[i]) for i in active],
+        answers, rows, passes = speak(left, [prompt_ids(prompts[i], feedback[i]) for i in active],
                                        max_new_tokens, _temperature(temperature, loop))
         # LOOP LOGIC: Alg 2 line 14, the right lobe scores prompt + answer in one pass
         p = torch.sigmoid(right.score([prompt_ids(prompts[i]) + answer_ids(a) for i, a in zip(active, answers)]))
@@ -108,8 +108,8 @@ def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
         t = _temperature(temperature, loop)
         ctx_l = [prompt_ids(prompts[i], [(last_right[i], RIGHT)] if loop else []) for i in active]
         ctx_r = [prompt_ids(prompts[i], [(last_left[i], LEFT)] if loop else []) for i in active]
-        a_l, rows_l, n_l = _speak(left, ctx_l, max_new_tokens, t)     # LOOP LOGIC: both lobes speak
-        a_r, _, n_r = _speak(right, ctx_r, max_new_tokens, t)
+        a_l, rows_l, n_l = speak(left, ctx_l, max_new_tokens, t)     # LOOP LOGIC: both lobes speak
+        a_r, _, n_r = speak(right, ctx_r, max_new_tokens, t)
         still = []
         for i, al, ar, r, nl, nr in zip(active, a_l, a_r, rows_l, n_l, n_r):
             d.attempts[i].append(al), d.tokens[i].append(r)

@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 
 from common import load_checkpoint, save_checkpoint
-from data.tokenizer import PAD, decode_answer
-from idl import Dialogue, lateralized, tall
+from idl import Dialogue, lateralized, speak, tall
 from lobes import Lobe, LobeConfig, prompt_ids
 
 SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "D": "tall SLN",
@@ -54,11 +53,11 @@ class System(nn.Module):
     def answer(self, prompts, max_new_tokens=16):
         if self.kind == "A":  # one pass, a one-loop "dialogue" so every system reports the same way
             d = Dialogue(list(prompts))
-            tokens, _ = self.left.generate([prompt_ids(p) for p in prompts], max_new_tokens, self.temperature)
-            for i, row in enumerate(tokens.tolist()):
-                row = [t for t in row if t != PAD]
-                d.attempts[i], d.tokens[i], d.final[i] = [decode_answer(row)], [row], decode_answer(row)
-                d.loops[i], d.stop[i], d.forward_passes[i] = 1, "single", len(row) + 1
+            answers, rows, passes = speak(self.left, [prompt_ids(p) for p in prompts], max_new_tokens,
+                                          self.temperature)
+            for i, (a, row, n) in enumerate(zip(answers, rows, passes)):
+                d.attempts[i], d.tokens[i], d.final[i] = [a], [row], a
+                d.loops[i], d.stop[i], d.forward_passes[i] = 1, "single", n
             return d
         if self.kind in "CD":
             return tall(self.left, self.right, prompts, self.idl_limit, self.temperature, max_new_tokens)

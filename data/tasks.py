@@ -24,6 +24,7 @@ longer operands fill the same width. `Task.pose` turns "48213+9924" into the pad
 import random
 import re
 import zlib
+from abc import ABC, abstractmethod
 
 
 def rev(n: int, width: int) -> str:
@@ -52,17 +53,17 @@ def number(rng: random.Random, lo_digits: int, hi_digits: int) -> int:
     return rng.randint(0 if d == 1 else 10 ** (d - 1), 10 ** d - 1)
 
 
-class Task:
+class Task(ABC):
     """A task: `draw` one problem, `check` a completion, `corrupt` an answer into a wrong one."""
     name = "task"
 
+    @abstractmethod
     def draw(self, rng: random.Random, ood: bool) -> tuple[str, str]:
         """One (prompt, answer) from the in-distribution (ood=False) or the harder space."""
-        raise NotImplementedError
 
+    @abstractmethod
     def check(self, prompt: str, completion: str) -> float:
         """Reward 1.0 if the completion answers the prompt, else 0.0. Never raises."""
-        raise NotImplementedError
 
     def corrupt(self, prompt: str, answer: str, rng: random.Random) -> str:
         """A plausible wrong answer: one digit changed, two swapped, one dropped or inserted."""

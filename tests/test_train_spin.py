@@ -1,7 +1,5 @@
 """SPIN (train_spin.py, Alg 3): ln 2 at each iteration's start, a frozen opponent, data windows, smoke run."""
-import dataclasses
 import math
-import random
 
 import torch
 
