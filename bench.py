@@ -174,9 +174,6 @@ def main(cfg: Config):
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
         raise UsageError(f"unknown section {unknown[0]!r} in --only: choose from {', '.join(SECTIONS)}")
-    for name in ("seq_len", "train_steps", "prompt_len", "new_tokens", "idl_batch", "idl_limit"):
-        if getattr(cfg, name) <= 0:
-            raise UsageError(f"--{name} must be > 0, got {getattr(cfg, name)}")
     device = get_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -89,7 +89,8 @@ def parse_config(cls, argv, gpu_preset=None):
 
 
 POSITIVE = {"max_iters", "batch_size", "n_layer", "n_head", "n_embd", "idl_limit", "lr", "n_eval", "eval_interval",
-            "tau", "iterations", "n_prompts", "steps_per_iter", "n_seeds", "n_games", "depth"}
+            "tau", "iterations", "n_prompts", "steps_per_iter", "n_seeds", "n_games", "depth",
+            "seq_len", "train_steps", "prompt_len", "new_tokens", "idl_batch"}
 
 
 def check_config(cfg):
@@ -104,7 +105,7 @@ def check_config(cfg):
             raise UsageError(f"--{f.name} must be >= 0, got {v}")
         if isinstance(v, (int, float)) and (f.name == "threshold" or f.name.endswith("_frac")) and not 0 <= v <= 1:
             raise UsageError(f"--{f.name} must be in [0, 1], got {v}")
-        if isinstance(v, float) and math.isnan(v) or isinstance(v, float) and math.isinf(v) and "lambda" not in f.name:
+        if isinstance(v, float) and (math.isnan(v) or math.isinf(v) and "lambda" not in f.name):  # lambda may be inf
             raise UsageError(f"--{f.name} must be finite, got {v}")
     if hasattr(cfg, "n_embd") and hasattr(cfg, "n_head") and cfg.n_embd % (2 * cfg.n_head):
         raise UsageError(f"--n_embd ({cfg.n_embd}) must be a multiple of 2 * n_head ({2 * cfg.n_head})")

@@ -33,20 +33,18 @@ from lobes import answer_ids, prompt_ids
 @dataclass
 class Dialogue:
     prompts: list                                    # the B prompts (text)
-    attempts: list = field(default_factory=list)     # attempts[i]: row i's answers, one per loop
-    scores: list = field(default_factory=list)       # scores[i]: the right lobe's p of each attempt
-    tokens: list = field(default_factory=list)       # tokens[i]: generated token ids of each attempt
-    loops: list = field(default_factory=list)        # loops row i ran
-    stop: list = field(default_factory=list)         # "accepted" | "agreed" | "limit"
-    final: list = field(default_factory=list)        # the answer given to the outside world
-    forward_passes: list = field(default_factory=list)  # per row: lobe forward passes spent
+    attempts: list = field(init=False)        # attempts[i]: row i's answers, one per loop
+    scores: list = field(init=False)          # scores[i]: the right lobe's p of each attempt
+    tokens: list = field(init=False)          # tokens[i]: generated token ids of each attempt
+    loops: list = field(init=False)           # loops row i ran
+    stop: list = field(init=False)            # "accepted" | "agreed" | "limit"
+    final: list = field(init=False)           # the answer given to the outside world
+    forward_passes: list = field(init=False)  # per row: lobe forward passes spent
 
     def __post_init__(self):
         B = len(self.prompts)
-        for name in ("attempts", "scores", "tokens"):
-            setattr(self, name, [[] for _ in range(B)])
-        self.loops, self.stop, self.final = [0] * B, [""] * B, [""] * B
-        self.forward_passes = [0] * B
+        self.attempts, self.scores, self.tokens = ([[] for _ in range(B)] for _ in range(3))
+        self.loops, self.stop, self.final, self.forward_passes = [0] * B, [""] * B, [""] * B, [0] * B
 
 
 def _temperature(temperature, loop):

@@ -15,8 +15,8 @@ width, operands and answer alike: 48213+9924 is posed "31284000+42990000" and an
 it depends on (the carry flows left to right), which trains much faster than the usual order
 (Lee et al. 2023, "Teaching Arithmetic to Small Transformers"). The fixed width puts digit i of
 each operand at the same distance from answer digit i in every problem, so with relative
-(RoPE) positions one circuit serves every digit: measured here, 99% test accuracy after 900
-steps instead of 14% after 1200 with unpadded reversed operands, and a chance at ood, whose
+(RoPE) positions one circuit serves every digit (a left-lobe-only experiment while building
+this: 99% test after 900 steps padded, 14% after 1200 unpadded), and a chance at ood, whose
 longer operands fill the same width. `Task.pose` turns "48213+9924" into the padded prompt.
 
     $ python -c "from data import get_task; print(get_task('addition').dataset('ood', 3, seed=0))"
