@@ -234,6 +234,14 @@ def load_checkpoint(path, device="cpu"):
 
 # -----------------------------------------------------------------------------
 # metrics
+def markdown_table(rows, cols):
+    """rows (dicts) as a markdown table; cols = [(key, header, format)], '-' where a row lacks a key."""
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "-" for k, _, f in cols) + " |")
+    return "\n".join(lines)
+
+
 class Logger:
     """A tqdm bar with the key losses as postfix, every metric appended to out_dir/metrics.jsonl,
     and wandb when a project name is given (imported only then)."""

@@ -3,6 +3,8 @@ Watch the two lobes talk, or play a game against a trained network or a search o
 
     $ python play.py --task=addition --prompt="48213+9924"      # one Inner Dialogue Loop, shown
     $ python play.py --task=addition                            # interactive; Ctrl-D exits
+    $ python play.py --task=parity --system=E --ckpt=out/wide_parity/ckpt.pt --prompt=0110100101101
+                                                                # the wide SLN: lobe and expert per loop
     $ python play.py --game=tictactoe --opponent=optimal        # you against the perfect player
     $ python play.py --game=tictactoe --you=lobe --opponent=random --n_games=100   # a match: W/D/L
 
@@ -21,7 +23,7 @@ from sln import SYSTEMS, load_system
 class Config:
     task: str = "addition"        # the task the checkpoint was trained on
     ckpt: str = "out/sft/ckpt.pt"  # any checkpoint a training script wrote
-    system: str = "F"             # A B C D F (sln.py): F = lateralized IDL
+    system: str = "F"             # A B C D F E G (sln.py): F = lateralized IDL, E/G = wide SLN
     prompt: str = ""              # a question, e.g. "48213+9924"; empty: ask interactively
     idl_limit: int = 4            # most loops of the dialogue
     threshold: float = 0.5        # the right lobe's acceptance threshold
@@ -53,6 +55,22 @@ def show_dialogue(system, task, question):
     for j, attempt in enumerate(d.attempts[0]):
         score = f"  right {bar(d.scores[0][j])}" if d.scores[0] else ""
         print(f"loop {j + 1}  left  {attempt!r:<24}{score}")
+    verdict = "correct" if task.check(prompt, d.final[0]) else "wrong"
+    print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
+          f"answer {d.final[0]!r} ({verdict})")
+
+
+def show_wide(system, task, question):
+    """The wide SLN (E, G) on one prompt: the lobe and expert each loop ran, and the stop
+    probability after it (P(halted by this loop); E reads the main gate, G the right lobe)."""
+    try:
+        prompt = task.pose(question)
+    except (ValueError, TypeError):
+        raise UsageError(f"{question!r} is not a question for the {task.name} task") from None
+    print(f"prompt  {prompt}")
+    for j, (lobe, expert, stop) in enumerate(system.route(prompt)):
+        print(f"loop {j + 1}  {lobe:>5} lobe, expert {expert}  stop {bar(stop)}")
+    d = system.answer([prompt], max_new_tokens=64)
     verdict = "correct" if task.check(prompt, d.final[0]) else "wrong"
     print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
           f"answer {d.final[0]!r} ({verdict})")
@@ -113,8 +131,9 @@ def main(cfg: Config):
     system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
                          threshold=cfg.threshold, temperature=cfg.temperature)
     print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, from {cfg.ckpt}")
+    show = show_wide if cfg.system in ("E", "G") else show_dialogue
     if cfg.prompt:
-        return show_dialogue(system, task, cfg.prompt)
+        return show(system, task, cfg.prompt)
     while True:  # interactive: bad input re-prompts, Ctrl-D exits cleanly
         try:
             question = input(f"{task.name}> ").strip()
@@ -123,7 +142,7 @@ def main(cfg: Config):
             return
         if question:
             try:
-                show_dialogue(system, task, question)
+                show(system, task, question)
             except UsageError as e:
                 print(f"error: {e}", file=sys.stderr)
 

@@ -8,6 +8,9 @@ Supervised warm start of both lobes (paper §5.1, eq 1; eq 7 and eq 9 for the ri
     right lobe  eq 7: binary cross-entropy, positives = y_true and every prefix of it, negatives =
                 corruptions of y_true (digit swap, off-by-one, carry error, dropped or inserted
                 digit) and the left lobe's own wrong samples; prefixes weighted by eq 9.
+    --arch=wide one wide SLN instead (Figure 4, systems E and G, sln.WideSLN): eq 1 read out after
+                every loop and weighted by the learned halting distribution (PonderNet, KL to a
+                geometric prior), plus a load-balancing loss on every gate (main_wide below).
 
 Every other training script starts from the checkpoint this writes (out_dir/ckpt.pt), or calls
 main() to make one. Runs in minutes on a laptop CPU:
@@ -15,6 +18,7 @@ main() to make one. Runs in minutes on a laptop CPU:
     $ python train_sft.py --task=addition
     $ python train_sft.py --task=wordproblems --max_iters=3000
     $ python train_sft.py --init_from=resume        # continue an interrupted run
+    $ python train_sft.py --arch=wide --task=parity --window=3   # the wide SLN (systems E and G)
 """
 import dataclasses
 import os
@@ -23,12 +27,14 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from common import (Logger, UsageError, autocast, get_device, load_checkpoint, load_task, lr_at,
                     make_optimizer, optimize, run, save_checkpoint, seed_everything, set_lr, set_rng_state)
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
-from losses import critic_loss, pavlovian_targets, sft_loss
+from losses import critic_loss, halting_loss, pavlovian_targets, sft_loss
+from sln import WideConfig, WideSLN, by_length, equal_depth_config, evaluate_system
 
 
 @dataclass
@@ -56,6 +62,14 @@ class Config:
     eval_interval: int = 200      # evaluate and checkpoint every this many steps
     n_eval: int = 500             # test and ood problems per evaluation
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+    arch: str = "lobes"           # lobes: a left and a right lobe | wide: one wide SLN, systems E and G
+    n_expert: int = 0             # wide: experts per expert-lobe (0: n_layer - 1, the blocks of the pair)
+    train_loops: int = 16         # wide: loops unrolled and read out in training (PonderNet's N)
+    max_loops: int = 32           # wide: most loops at evaluation
+    halt_prior: float = 0.1       # wide: lambda_p of the geometric prior over the halting loop
+    halt_beta: float = 0.01       # wide: weight of KL(halting distribution || prior)
+    balance_weight: float = 0.01  # wide: weight of the load-balancing loss of every gate
+    window: int = 0               # wide: attention sees a token and the window - 1 before it (0: all)
 
 
 # -----------------------------------------------------------------------------
@@ -121,6 +135,16 @@ def evaluate(left, right, task, pairs, max_new_tokens, batch=500):
     return sum(hits) / len(hits), right_acc, mistakes
 
 
+def warm_start(path, task, device, seed, max_iters=0, **overrides):
+    """The SFT checkpoint every other script starts from (§5.1): path, trained here first with
+    this script's defaults (max_iters steps if given) when it is missing."""
+    if not os.path.exists(path):
+        print(f"no warm start at {path}: training one with train_sft.py (§5.1, eq 1)")
+        cfg = Config(task=task, out_dir=os.path.dirname(path), device=device, seed=seed, **overrides)
+        main(dataclasses.replace(cfg, max_iters=max_iters) if max_iters else cfg)
+    return path
+
+
 def build_lobes(cfg, device):
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
     rcfg = dataclasses.replace(lcfg, n_layer=cfg.right_n_layer or cfg.n_layer)
@@ -128,7 +152,75 @@ def build_lobes(cfg, device):
 
 
 # -----------------------------------------------------------------------------
+# The wide SLN (Figure 4, systems E and G): eq 1 read out after every loop, weighted by the
+# learned halting distribution (PonderNet), plus the load-balancing loss of every gate.
+def loop_ce(logits, targets, mask):
+    """Eq 1 after each loop: logits (N, B, T, V), targets and mask (B, T) -> mean CE per row (B, N)."""
+    N, B, T, V = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(-1, V), targets.repeat(N, 1).reshape(-1), reduction="none")
+    return ((ce.view(N, B, T) * mask).sum(-1) / mask.sum(-1).clamp(min=1)).T
+
+
+def wide_step(model, prompts, answers, cfg):
+    """One batch of (prompt, answer) token lists -> the loss and the mean halting loop of E and G."""
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
+    at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
+    logits, lam, balance = model(idx[:, :-1], at, cfg.train_loops)        # (N, B, T, V), (2, B, N)
+    mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, idx.device)
+    ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
+    # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the same loops
+    loss_e, p_e = halting_loss(ce, lam[0], cfg.halt_prior, cfg.halt_beta)
+    loss_g, p_g = halting_loss(ce, lam[1], cfg.halt_prior, cfg.halt_beta)
+    n = torch.arange(1, cfg.train_loops + 1, device=idx.device)
+    stats = dict(ponder_E=(p_e * n).sum(1).mean().item(), ponder_G=(p_g * n).sum(1).mean().item(),
+                 ce_last=ce[:, -1].detach().mean().item(), balance=float(balance.detach()))
+    return (loss_e + loss_g) / 2 + cfg.balance_weight * balance, stats
+
+
+def build_wide(cfg, device):
+    wcfg = WideConfig(n_expert=cfg.n_expert or max(1, cfg.n_layer - 1), n_head=cfg.n_head, n_embd=cfg.n_embd,
+                      max_loops=cfg.max_loops, window=cfg.window)
+    return WideSLN(wcfg).to(device), wcfg
+
+
+@torch.no_grad()
+def evaluate_wide(model, task, test, ood, max_new_tokens):
+    """Exact match and mean loops of E and G (one network, two halting rules) on test and ood."""
+    model.eval()
+    r = {}
+    for kind in "EG":
+        model.kind = kind
+        for split, pairs in (("test", test), ("ood", ood)):
+            e = evaluate_system(model, task, pairs, max_new_tokens)
+            r[f"{kind}_{split}"], r[f"{kind}_loops_{split}"] = e["acc"], e["loops"]
+    model.kind = "E"
+    model.train()
+    r["left_test"], r["left_ood"] = r["E_test"], r["E_ood"]  # the names every train_sft run returns
+    return r
+
+
+def print_wide_tables(model, task, results, test, ood, max_new_tokens):
+    print("\n| task | step | E test | E ood | G test | G ood | E loops ood | G loops ood | minutes |\n"
+          + "|---" * 9 + f"|\n| {task.name} | {results['step']} | {results['E_test']:.1%} | {results['E_ood']:.1%} "
+          f"| {results['G_test']:.1%} | {results['G_ood']:.1%} | {results['E_loops_ood']:.2f} "
+          f"| {results['G_loops_ood']:.2f} | {results['minutes']:.1f} |")
+    if len({len(p) for p, _ in test + ood}) > 1:  # prompts of several lengths (parity): per length
+        rows = {}
+        for kind in "EG":
+            model.kind = kind
+            rows[kind] = by_length(model.eval(), task, test + ood, max_new_tokens)
+        print("\n| prompt length | problems | E acc | E loops | G acc | G loops |\n|---|---|---|---|---|---|")
+        for (n, count, acc_e, loops_e), (_, _, acc_g, loops_g) in zip(rows["E"], rows["G"]):
+            print(f"| {n} | {count} | {acc_e:.1%} | {loops_e:.1f} | {acc_g:.1%} | {loops_g:.1f} |")
+        model.kind = "E"
+
+
+# -----------------------------------------------------------------------------
 def main(cfg: Config):
+    if cfg.arch == "wide":
+        return main_wide(cfg)
+    if cfg.arch != "lobes":
+        raise UsageError(f"--arch must be lobes or wide, got {cfg.arch!r}")
     device = get_device(cfg.device)
     task = load_task(cfg.task)
     seed_everything(cfg.seed)
@@ -199,6 +291,61 @@ def main(cfg: Config):
     print(f"\n| task | step | left test | left ood | right test | minutes |\n|---|---|---|---|---|---|\n"
           f"| {task.name} | {results['step']} | {results['left_test']:.1%} | {results['left_ood']:.1%} "
           f"| {results['right_test']:.1%} | {results['minutes']:.1f} |")
+    print(f"saved {ckpt_path}")
+    return results
+
+
+def main_wide(cfg: Config):
+    """SFT of a wide SLN, checkpointed and resumable like main(); writes out_dir/ckpt.pt with the
+    network under "left" (sln.load_system(path, "E" or "G") reads it)."""
+    device, task = get_device(cfg.device), load_task(cfg.task)
+    if not 0 < cfg.halt_prior < 1:
+        raise UsageError(f"--halt_prior must be in (0, 1), got {cfg.halt_prior}")
+    seed_everything(cfg.seed)
+    model, wcfg = build_wide(cfg, device)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    ckpt_path, start, results = os.path.join(cfg.out_dir, "ckpt.pt"), 0, {}
+    if cfg.init_from == "resume":
+        ckpt = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(ckpt["left"]), opt.load_state_dict(ckpt["opt_left"])
+        start, results = ckpt["step"], ckpt.get("results", {})
+        set_rng_state(ckpt["rng"])
+    elif cfg.init_from != "scratch":
+        raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
+    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
+    if not cfg.max_new_tokens:
+        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    gpt = equal_depth_config(wcfg)
+    print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} blocks), on {device}; "
+          f"the fixed-depth GPT of as many blocks (--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")
+    log = Logger(cfg.out_dir, start, cfg.max_iters, "sft-wide", cfg.wandb_project, dataclasses.asdict(cfg))
+    t0 = time.time() - 60 * results.get("minutes", 0.0)
+    for step in range(start, cfg.max_iters + 1):
+        if (step % cfg.eval_interval == 0 or step == cfg.max_iters) and (step > start or not start):
+            results = dict(step=step, **evaluate_wide(model, task, test, ood, cfg.max_new_tokens),
+                           minutes=(time.time() - t0) / 60)
+            log.log(**results)
+            log.print(f"step {step}: E test {results['E_test']:.1%} ood {results['E_ood']:.1%} "
+                      f"(loops {results['E_loops_ood']:.1f}) | G test {results['G_test']:.1%} "
+                      f"ood {results['G_ood']:.1%} (loops {results['G_loops_ood']:.1f})")
+            if step > start:
+                save_checkpoint(ckpt_path, left=model.state_dict(), opt_left=opt.state_dict(),
+                                wide_config=dataclasses.asdict(wcfg), config=dataclasses.asdict(cfg),
+                                task=task.name, step=step, results=results)
+        if step == cfg.max_iters:
+            break
+        rng = random.Random(f"{cfg.seed}/{step}")       # a fresh train batch, reproducible on resume
+        pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
+        with autocast(device):
+            loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs], [answer_ids(a) for _, a in pairs], cfg)
+        set_lr(opt, lr)
+        optimize(model, opt, loss, cfg.grad_clip)
+        log.tick(loss=loss.item(), ponder=stats["ponder_E"])
+        if step % 25 == 0:
+            log.log(step, loss_wide=loss.item(), lr=lr, **stats)
+    log.close()
+    print_wide_tables(model, task, results, test, ood, cfg.max_new_tokens)
     print(f"saved {ckpt_path}")
     return results
 

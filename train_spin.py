@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import train_sft
-from common import (Logger, UsageError, autocast, get_device, load_task, make_optimizer, optimize, run,
+from common import (Logger, autocast, get_device, load_task, make_optimizer, markdown_table, optimize, run,
                     save_checkpoint, seed_everything, set_rng_state)
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
@@ -161,14 +161,9 @@ def warm_start(cfg, device):
     """Both lobes from a checkpoint: resume, a given path, or the SFT warm start (trained if missing)."""
     path = os.path.join(cfg.out_dir, "ckpt.pt") if cfg.init_from == "resume" else cfg.init_from
     if cfg.init_from == "sft":
-        path = os.path.join(cfg.out_dir, "sft", "ckpt.pt")
-        if not os.path.exists(path):
-            print(f"no warm start at {path}: training one with train_sft.py (§5.1, eq 1)")
-            sft = train_sft.Config(task=cfg.task, out_dir=os.path.dirname(path), device=cfg.device, seed=cfg.seed)
-            train_sft.main(dataclasses.replace(sft, max_iters=cfg.sft_iters) if cfg.sft_iters else sft)
-    left, right, ckpt = load_lobes(path, device)
-    if ckpt.get("task", cfg.task) != cfg.task:
-        raise UsageError(f"{path} was trained on {ckpt['task']}, not --task={cfg.task}")
+        path = train_sft.warm_start(os.path.join(cfg.out_dir, "sft", "ckpt.pt"), cfg.task, cfg.device, cfg.seed,
+                                    cfg.sft_iters)
+    left, right, ckpt = load_lobes(path, device, cfg.task)
     return left.train(), right.train(), ckpt
 
 
@@ -246,10 +241,7 @@ def table(rows):
             ("loops_ood", "loops ood", "{:.2f}"), ("first_loss", "loss@1", "{:.3f}"), ("loss", "SPIN loss", "{:.3f}"),
             ("margin", "margin", "{:.3f}"), ("chosen", "logp chosen", "{:.2f}"), ("rejected", "logp rejected", "{:.2f}"),
             ("right_loss", "right BCE", "{:.3f}")]
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "-" for k, _, f in cols) + " |")
-    return "\n".join(lines)
+    return markdown_table(rows, cols)
 
 
 if __name__ == "__main__":

@@ -45,3 +45,16 @@ def test_a_match_between_a_network_and_the_optimal_player_reports_w_d_l(ckpt, ca
     play.main(play.Config(ckpt=ckpt, game="tictactoe", you="lobe", opponent="optimal", n_games=4, idl_limit=1))
     out = capsys.readouterr().out
     assert "W 0 / D" in out and "lost by illegal moves" in out  # an untrained lobe never beats it
+
+
+def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
+    from sln import WideConfig, WideSLN
+    torch.manual_seed(0)
+    path = str(tmp_path / "wide.pt")
+    save_system(path, WideSLN(WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=3)), task="parity")
+    play.main(play.Config(task="parity", ckpt=path, system="G", prompt="0110"))
+    out = capsys.readouterr().out
+    assert "system G (lateralized wide SLN)" in out and "prompt  0110" in out
+    loops = [line for line in out.splitlines() if line.startswith("loop ")]
+    assert len(loops) == 3 and all(" lobe, expert " in line for line in loops)  # untrained: P(stop) ~ 0.1 a loop
+    assert "stop: limit after 3 loop(s)" in out

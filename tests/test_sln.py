@@ -31,7 +31,7 @@ def test_every_system_reports_parameters_and_compute():
     left, right = lobes()
     task = get_task("addition")
     pairs = task.dataset("test", 6)
-    for kind in SYSTEMS:
+    for kind in (k for k in SYSTEMS if k not in "EG"):  # E and G are a WideSLN: tests/test_wide.py
         s = System(kind, left, right, idl_limit=2)
         r = evaluate_system(s, task, pairs, max_new_tokens=4)
         assert s.num_params() > 0

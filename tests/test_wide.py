@@ -1,0 +1,174 @@
+"""
+Tests for the wide SLN (sln.WideSLN, systems E and G, Figure 4) and its training through
+train_sft --arch=wide: parameter counts against the fixed-depth GPT, per-row halting (a row that
+halts stops changing), batching, save -> load, and a tiny training run with an exact resume.
+(The halting and load-balancing losses are checked by hand in tests/test_losses.py.)
+
+    $ python -m pytest tests/test_wide.py -q
+"""
+import json
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+
+import train_sft
+from common import UsageError, load_checkpoint
+from lobes import Lobe
+from sln import SYSTEMS, System, WideConfig, WideSLN, equal_depth_config, load_lobes, load_system, save_system
+
+CFG = WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=8)
+PROMPTS = ["0110", "1", "1011101", "00", "111111111"]
+
+
+def wide(seed=0, kind="E", **kw):
+    """A seeded wide SLN whose matrices have std 0.3, so states and routes differ from row to row."""
+    torch.manual_seed(seed)
+    model = WideSLN(CFG, kind, **kw).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+def batch(prompts):
+    from lobes import pad_right, prompt_ids
+    ids = [prompt_ids(p) for p in prompts]
+    idx, _ = pad_right(ids, "cpu")
+    return idx, torch.tensor([len(i) - 1 for i in ids])
+
+
+# -----------------------------------------------------------------------------
+def test_parameters_equal_the_fixed_depth_gpt_up_to_the_gates():
+    model, C, E = WideSLN(CFG), CFG.n_embd, CFG.n_expert
+    gpt = Lobe(equal_depth_config(CFG))
+    assert gpt.cfg.n_layer == CFG.n_first + CFG.n_last + 2 * E == 6
+    # the wide SLN adds the main gate (3 outputs), the left gate (E), the right gate (E + 1: the
+    # score), the loop's LayerNorm; the GPT has a score head (1 output) the wide SLN does not
+    gates = (3 * C + 3) + (E * C + E) + ((E + 1) * C + E + 1) + 2 * C
+    assert model.num_params() - gpt.num_params() == gates - (C + 1)
+    assert abs(model.num_params() - gpt.num_params()) < 0.01 * gpt.num_params()
+
+
+def test_training_forward_reads_out_every_loop_with_stop_probabilities():
+    model = wide()
+    idx, at = batch(PROMPTS)
+    logits, lam, balance = model(idx, at, 5)
+    assert logits.shape == (5, len(PROMPTS), idx.size(1), CFG.vocab_size)
+    assert lam.shape == (2, len(PROMPTS), 5) and ((lam > 0) & (lam < 1)).all()
+    assert not torch.equal(logits[0], logits[1])        # each loop changes the state
+    assert balance >= 1.0 - 1e-6                        # the Switch loss is at least 1
+
+
+def test_a_row_that_halts_stops_changing():
+    model = wide(threshold=0.5)
+    with torch.no_grad():
+        model.main_gate.bias[2] = 0.0                   # stop probabilities that pass 0.5 in some rows
+    idx, at = batch(PROMPTS)
+    runs = []
+    for m in range(1, 9):
+        model.max_loops = m
+        runs.append(model.think(idx, at)[:2])
+    loops = runs[-1][1]
+    assert loops.min() < 8 and loops.max() == 8, loops  # some rows halt early, one never does
+    for i, n in enumerate(loops.tolist()):
+        if n < 8:  # every run allowed n or more loops gives row i the same logits
+            for m in range(n, 9):
+                assert torch.equal(runs[m - 1][0][i], runs[n - 1][0][i]) and runs[m - 1][1][i] == n
+        else:      # and a row still looping does change
+            assert not torch.equal(runs[7][0][i], runs[6][0][i])
+
+
+def test_batched_answers_equal_one_prompt_at_a_time():
+    for kind in "EG":
+        model = wide(1, kind)
+        d = model.answer(PROMPTS, 4)
+        for i, p in enumerate(PROMPTS):
+            one = model.answer([p], 4)
+            assert one.final == [d.final[i]] and one.loops == [d.loops[i]] and one.tokens == [d.tokens[i]]
+        assert all(1 <= n <= CFG.max_loops for n in d.loops)
+        assert d.forward_passes == [len(t[0]) * (n + 1) for t, n in zip(d.tokens, d.loops)]
+
+
+def test_e_and_g_halt_on_different_gates():
+    e, g = wide(2, "E", threshold=0.3), wide(2, "G", threshold=0.3)
+    with torch.no_grad():                               # E halts at once, G's score never fires
+        e.main_gate.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))
+        g.main_gate.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))
+        g.right.gate.bias[-1] = -50.0
+    assert e.answer(PROMPTS, 2).loops == [1] * 5
+    assert g.answer(PROMPTS, 2).loops == [CFG.max_loops] * 5
+
+
+def test_save_then_load_gives_identical_answers_for_e_and_g(tmp_path):
+    path = str(tmp_path / "ckpt.pt")
+    save_system(path, wide(3), task="parity")
+    for kind in "EG":
+        before = wide(3, kind).answer(PROMPTS, 4)
+        after = load_system(path, kind, idl_limit=2).answer(PROMPTS, 4)
+        assert after.final == before.final and after.loops == before.loops and after.scores == before.scores
+
+
+def test_wide_checkpoints_and_lobe_checkpoints_are_not_mixed_up(tmp_path):
+    path = str(tmp_path / "ckpt.pt")
+    save_system(path, wide())
+    with pytest.raises(UsageError, match="wide SLN"):
+        load_lobes(path)
+    assert {"E", "G"} <= set(SYSTEMS)
+    with pytest.raises(ValueError):
+        System("E", Lobe(equal_depth_config(CFG)))
+
+
+def test_route_names_a_lobe_and_an_expert_at_every_loop():
+    model = wide(4)
+    steps = model.route("0110")
+    assert steps and len(steps) == model.answer(["0110"], 1).loops[0]
+    assert all(lobe in ("left", "right") and 0 <= e < CFG.n_expert and 0 <= s <= 1 for lobe, e, s in steps)
+    assert [s for _, _, s in steps] == sorted(s for _, _, s in steps)  # P(halted by loop n) only grows
+
+
+# -----------------------------------------------------------------------------
+# train_sft --arch=wide: a tiny run, then 0 -> 4 -> resume -> 8 against an uninterrupted 0 -> 8
+TINY = train_sft.Config(task="parity", arch="wide", device="cpu", n_layer=2, n_embd=32, n_head=2, batch_size=8,
+                        n_eval=12, train_loops=4, max_loops=6, decay_lr=False, eval_interval=2)
+
+
+def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
+    results = train_sft.main(replace(TINY, max_iters=4, out_dir=str(tmp_path)))
+    assert results["step"] == 4 and 0 <= results["left_ood"] <= 1 and results["left_ood"] == results["E_ood"]
+    assert 1 <= results["G_loops_ood"] <= 6
+    out = capsys.readouterr().out
+    assert "the fixed-depth GPT of as many blocks (--n_layer=4)" in out and "| prompt length |" in out
+    ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert ckpt["step"] == 4 and ckpt["wide_config"]["n_expert"] == 1 and ckpt["config"]["arch"] == "wide"
+    with open(tmp_path / "metrics.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    assert [m["step"] for m in lines if "E_test" in m] == [0, 2, 4]
+    assert any("ponder_E" in m for m in lines)
+    g = load_system(str(tmp_path / "ckpt.pt"), "G")
+    assert g.kind == "G" and g.max_loops == 6 and len(g.answer(["0101"], 3).final) == 1
+
+
+def test_resumed_wide_run_ends_with_the_same_weights(tmp_path):
+    split, whole = str(tmp_path / "split"), str(tmp_path / "whole")
+    train_sft.main(replace(TINY, max_iters=4, out_dir=split))
+    train_sft.main(replace(TINY, max_iters=8, out_dir=split, init_from="resume"))
+    train_sft.main(replace(TINY, max_iters=8, out_dir=whole))
+    a, b = load_checkpoint(os.path.join(split, "ckpt.pt")), load_checkpoint(os.path.join(whole, "ckpt.pt"))
+    assert a["step"] == b["step"] == 8
+    assert all(torch.equal(a["left"][k], b["left"][k]) for k in a["left"])
+
+
+def test_bad_wide_options_are_usage_errors(tmp_path):
+    for bad in (dict(arch="deep"), dict(halt_prior=1.0)):
+        with pytest.raises(UsageError):
+            train_sft.main(replace(TINY, max_iters=1, out_dir=str(tmp_path), **bad))
+
+
+def test_window_lets_a_token_see_itself_and_the_window_minus_one_before_it():
+    model = WideSLN(replace(CFG, window=2))
+    assert WideSLN(CFG).mask(4, "cpu") is None          # window 0: plain causal attention
+    expected = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(model.mask(4, "cpu"), expected)
