@@ -8,6 +8,10 @@ Benchmarks: how fast a lobe trains and generates, printed as one markdown table.
                every new token): tokens per second each, and the speedup the cache buys
     idl        the lateralized Inner Dialogue Loop (idl.py) at batch 256 against one prompt at a
                time: answers per second, and the speedup batching buys
+    memory     the activations soft-token BPTT keeps for backward through the differentiable loop
+               (idl.soft_lateralized) at idl_limit 1..4: full BPTT, truncated BPTT over the last
+               loop, activation checkpointing; against the parameters' bytes (paper §5.1, line 264:
+               "30x increase in memory footprint to model size" for Pythia-70M at batch 1)
 
 Every section runs a fresh random lobe on random byte tokens: speed does not depend on what the
 weights know. A section is one function `bench_<name>(cfg, device) -> rows`; add one to SECTIONS
@@ -24,13 +28,13 @@ import torch
 
 from common import UsageError, autocast, get_device, make_optimizer, run, seed_everything
 from data.tokenizer import EOS
-from idl import lateralized
+from idl import lateralized, soft_lateralized
 from lobes import Lobe, LobeConfig
 
 
 @dataclass
 class Config:
-    only: str = ""            # comma-separated sections to run: train, generate, idl (empty = all)
+    only: str = ""            # comma-separated sections to run: train, generate, idl, memory (empty = all)
     device: str = "auto"      # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 0             # seeds the random lobes and the random tokens
     threads: int = 0          # torch CPU threads (0 = torch's default)
@@ -44,7 +48,9 @@ class Config:
     new_tokens: int = 128     # tokens generated per sequence
     warmup: int = 2           # untimed training steps / short generations before timing
     idl_batch: int = 256      # prompts in the batched Inner Dialogue Loop
-    idl_limit: int = 4        # loops every IDL row runs
+    idl_limit: int = 4        # loops every IDL row runs (memory: 1 .. idl_limit)
+    mem_batch: int = 1        # batch of the memory section (the paper's 30x is at batch 1)
+    answer_tokens: int = 10   # soft tokens per answer in the memory section (an addition answer is 10)
 
 
 # -----------------------------------------------------------------------------
@@ -165,7 +171,57 @@ def bench_idl(cfg, device):
             ("idl", "speedup of batching", f"{fast / slow:.1f}x", "")]
 
 
-SECTIONS = {"train": bench_train, "generate": bench_generate, "idl": bench_idl}
+def saved_bytes(params, fn):
+    """fn() under saved_tensors_hooks: returns fn's result and the bytes of the distinct storages autograd
+    keeps for backward, parameters excluded. Exact and the same on every device (CPU torch has no
+    max_memory_allocated); non-reentrant checkpointing saves its inputs here too, not its insides."""
+    kept = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    skip = {p.untyped_storage().data_ptr() for p in params}
+    return out, sum(b for ptr, b in kept.items() if ptr not in skip)
+
+
+def bench_memory(cfg, device):
+    """Soft-token BPTT from D's score of the last loop's answer back through every loop (§5.1, §5.2
+    line 303): activation bytes kept for backward, and on CUDA the peak allocated during forward +
+    backward (recomputation included), against the bytes of both lobes' parameters."""
+    left, right = random_lobe(cfg, device).train(), random_lobe(cfg, device).train()
+    params = list(left.parameters()) + list(right.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    prompts = random_tokens(cfg, (cfg.mem_batch, cfg.prompt_len), device).tolist()
+    rows = [("memory", f"parameters of both lobes ({sum(p.numel() for p in params):,})",
+             f"{param_bytes / 2**20:.2f} MiB", f"batch {cfg.mem_batch}, {cfg.answer_tokens} tokens per answer")]
+    modes = (("full BPTT", {}), ("truncated BPTT, last loop", dict(window=1)), ("checkpointing", dict(remat=True)))
+    for k in range(1, cfg.idl_limit + 1):
+        for name, how in modes:
+            torch.manual_seed(cfg.seed)                              # the same Gumbel noise every time
+            if device.type == "cuda":
+                torch.cuda.synchronize(), torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            with autocast(device):
+                loss, kept = saved_bytes(params, lambda: soft_lateralized(
+                    left, right, prompts, cfg.answer_tokens, k, tau=1.0, hard=True, **how).scores[-1].sum())
+            loss.backward()
+            left.zero_grad(set_to_none=True), right.zero_grad(set_to_none=True)
+            peak = "" if device.type != "cuda" else \
+                f", CUDA peak {(torch.cuda.max_memory_allocated() - base) / 2**20:.2f} MiB"
+            rows.append(("memory", f"idl_limit {k}, {name}", f"{kept / 2**20:.2f} MiB",
+                         f"{kept / param_bytes:.2f}x the parameters{peak}"))
+    # checkpointing's kept bytes leave out the one pass it re-runs at a time in backward: count it
+    longest = torch.randn(cfg.mem_batch, cfg.prompt_len + 2 * cfg.answer_tokens + 1, cfg.n_embd, device=device)
+    _, one = saved_bytes(params, lambda: left(embeds=longest)[0].sum())
+    rows.append(("memory", "one lobe pass at the longest context (checkpointing re-runs one at a time)",
+                 f"{one / 2**20:.2f} MiB", f"{one / param_bytes:.2f}x the parameters"))
+    return rows
+
+
+SECTIONS = {"train": bench_train, "generate": bench_generate, "idl": bench_idl, "memory": bench_memory}
 
 
 # -----------------------------------------------------------------------------
@@ -186,7 +242,7 @@ def main(cfg: Config):
     rows = []
     for name in names:
         rows += SECTIONS[name](cfg, device)
-    print("\n| section | measurement | tokens/s | time |\n|---|---|---|---|")
+    print("\n| section | measurement | rate or size | time or ratio |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return rows

@@ -16,6 +16,11 @@ token <|v0|>..<|v9|>, which is what train_sft.py teaches the left lobe to read.
 Tall (Figure 3): both lobes generate; each one's input is the prompt plus the other's last
 answer; they stop when their answers agree.
 
+Differentiable (§5.1 eqs 3-4, §5.2 eqs 5-6; soft_lateralized, used by train_gan.py and bench.py):
+the lateralized loop on soft tokens with no stopping rule, so D's score of the last answer
+backpropagates through every loop (full BPTT), through the last m only (truncated BPTT), or with
+each lobe pass recomputed in backward (activation checkpointing).
+
 Both are batched: every row stops on its own, a stopped row is never run again, and the loop
 ends when all rows have stopped. The Dialogue record keeps every attempt and score, the loops
 each row used (adaptive compute), the stop reason and the final answer.
@@ -25,8 +30,10 @@ each row used (adaptive compute), the stop reason and the final answer.
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-from data.tokenizer import LEFT, PAD, RIGHT, decode_answer, valence_token
+from data.tokenizer import EOS, LEFT, RIGHT, SEP, VALENCE, decode_answer, valence_token, vocab_size
 from lobes import answer_ids, prompt_ids
 
 
@@ -55,7 +62,9 @@ def _temperature(temperature, loop):
 def speak(lobe, contexts, max_new_tokens, temperature):
     """One batched generation: token lists in, (answers, token lists, forward passes per row) out."""
     tokens, _ = lobe.generate(contexts, max_new_tokens, temperature)
-    rows = [[t for t in row if t != PAD] for row in tokens.tolist()]
+    # cut each row after its <|eos|> (generate pads from there); a <|pad|> the lobe sampled itself
+    # stays: it is part of what was said, and log-prob bookkeeping (PPO) must see it
+    rows = [row[:row.index(EOS) + 1] if EOS in row else row for row in tokens.tolist()]
     # one forward pass per generated token (the prompt's prefill is one more)
     return [decode_answer(r) for r in rows], rows, [len(r) + 1 for r in rows]
 
@@ -120,4 +129,138 @@ def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
         active = still
     for i in active:
         d.stop[i], d.final[i] = "limit", last_left[i]
+    return d
+
+
+# -----------------------------------------------------------------------------
+# The differentiable dialogue (§5.1 eqs 3-4 [252-258], §5.2 eqs 5-6 [276, 297-303]): the lateralized
+# loop on soft tokens, so D's judgement of G's answer backpropagates into G. Every token is a
+# distribution over the vocabulary, (B, T, V): the prompt one-hot, G's answer soft or straight-through
+# one-hot, the valence token straight-through. Each lobe embeds a distribution p with its OWN table,
+# p @ W_E (eq 4), so G's input and D's input are the same sample seen through different embeddings.
+def soft_tokens(logits, tau, hard=True):
+    """Eq 3: p = softmax(logits / tau) (hard=False), or straight-through Gumbel (hard=True): the
+    forward value is EXACTLY the one-hot of argmax(logits + Gumbel noise), a sample from
+    softmax(logits), and the backward pass is that of softmax((logits + noise) / tau).
+    onehot + (soft - soft.detach()) is exact since x - x == 0 in floating point; F.gumbel_softmax's
+    onehot - soft.detach() + soft is not (it can be 1 - 1 ulp). logits (..., V) -> p (..., V)."""
+    if not hard:
+        return F.softmax(logits.float() / tau, dim=-1)
+    noise = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()   # Gumbel(0, 1)
+    soft = F.softmax((logits.float() + noise) / tau, dim=-1)
+    onehot = F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
+    return onehot + (soft - soft.detach())
+
+
+def one_hot_context(seqs, device):
+    """Token lists -> left-padded one-hot distributions (B, T, V) and key_valid (B, T)."""
+    T = max(len(s) for s in seqs)
+    ctx = torch.zeros(len(seqs), T, vocab_size, device=device)
+    valid = torch.zeros(len(seqs), T, dtype=torch.bool, device=device)
+    for i, s in enumerate(seqs):
+        ctx[i, torch.arange(T - len(s), T), torch.tensor(s, dtype=torch.long)] = 1.0
+        valid[i, T - len(s):] = True
+    return ctx, valid
+
+
+def lobe_forward(lobe, emb, valid, remat=False):
+    """(logits, scores) of a lobe on input embeddings with key_valid; pads take no position.
+    remat: activation checkpointing, only the inputs are kept and the pass is re-run in backward."""
+    def fwd(emb, valid):
+        return lobe(embeds=emb, pos=(valid.long().cumsum(1) - 1).clamp(min=0), key_valid=valid)[:2]
+    return checkpoint(fwd, emb, valid, use_reentrant=False) if remat and torch.is_grad_enabled() else fwd(emb, valid)
+
+
+def soft_answer(left, ctx, valid, n_tokens, tau, hard=True, remat=False):
+    """Eq 5, G(x) = V * LLM(x): n_tokens soft tokens after the context (B, T, V), each one fed
+    back as p @ W_E (eqs 3-4). No KV cache (it writes in place, which autograd cannot
+    differentiate): step t re-runs the context plus t tokens, the m1 forward passes of §5.2 [303]."""
+    emb = ctx @ left.wte.weight                                                      # (B, T, C)
+    on = torch.ones(valid.size(0), 1, dtype=torch.bool, device=valid.device)
+    probs = []
+    for _ in range(n_tokens):
+        logits, _ = lobe_forward(left, emb, valid, remat)
+        p = soft_tokens(logits[:, -1], tau, hard)                                     # (B, V)
+        probs.append(p)
+        emb, valid = torch.cat([emb, (p @ left.wte.weight)[:, None]], 1), torch.cat([valid, on], 1)
+    return torch.stack(probs, 1)                                                     # (B, n, V)
+
+
+def first_eos(answer):
+    """Index of each row's first <|eos|> (by argmax) in an answer (B, n, V), else n: (B,)."""
+    n = answer.size(1)
+    return torch.where(answer.argmax(-1) == EOS, torch.arange(n, device=answer.device), n).min(1).values
+
+
+def answer_end(answer):
+    """The position D reads an answer's score at: its first <|eos|>, else its last token: (B,)."""
+    return first_eos(answer).clamp(max=answer.size(1) - 1)
+
+
+def soft_score(right, ctx, valid, answer, remat=False):
+    """D's score logit of context + answer, both distributions embedded with D's own W_E, read at
+    the answer's <|eos|> as Lobe.score reads a sequence's last token: (B,)."""
+    x = torch.cat([ctx, answer], 1) @ right.wte.weight                                # (B, T + n, C)
+    v = torch.cat([valid, torch.ones(answer.shape[:2], dtype=torch.bool, device=valid.device)], 1)
+    _, scores = lobe_forward(right, x, v, remat)
+    return scores.gather(1, (ctx.size(1) + answer_end(answer))[:, None]).squeeze(1)
+
+
+def soft_valence(score):
+    """D's probability as a valence token (B, V), straight-through: forward exactly the one-hot of
+    valence_token(sigmoid(score)), the token the left lobe learned to read in SFT; backward the
+    gradient of a tent mix of the two nearest bins, w_k = max(0, 1 - |10 p - (k + 0.5)|), so G's
+    loss reaches D's score (and through it G's earlier attempt) without an unseen soft input."""
+    p = torch.sigmoid(score.float())[:, None]                                           # (B, 1)
+    centres = torch.arange(10, device=score.device) + 0.5
+    tent = (1 - (10 * p - centres).abs()).clamp(min=0)                                  # (B, 10)
+    hard = F.one_hot((10 * p).long().clamp(0, 9).squeeze(1), 10).float()
+    bins = hard + (tent - tent.detach())
+    out = torch.zeros(score.size(0), vocab_size, device=score.device)
+    return out.index_add(1, torch.tensor(VALENCE, device=score.device), bins)
+
+
+def feedback_context(prompt, valid, answer, score):
+    """Eq 6: x <- concat(x_prompt, G(x), D(G(x))) as prompt + attempt + valence + <|sep|>, the layout
+    of lobes.prompt_ids: the attempt's <|eos|> and anything after it are masked out (key_valid
+    False, no position), so the left lobe reads exactly the dialogue SFT taught it."""
+    B, n = answer.shape[:2]
+    keep = torch.arange(n, device=answer.device)[None, :] < first_eos(answer)[:, None]      # (B, n)
+    sep = F.one_hot(torch.full((B, 1), SEP, device=answer.device), vocab_size).float()
+    ctx = torch.cat([prompt, answer, soft_valence(score)[:, None], sep], 1)
+    on = torch.ones(B, 2, dtype=torch.bool, device=valid.device)
+    return ctx, torch.cat([valid, keep, on], 1)
+
+
+@dataclass
+class SoftDialogue:
+    answers: list  # answers[k]: G's answer of loop k, (B, n, V) distributions (one-hot forward if hard)
+    scores: list   # scores[k]: D's score logit of prompt + answers[k], (B,)
+
+
+def soft_lateralized(left, right, prompts, n_tokens, idl_limit=1, tau=1.0, hard=True, window=0, remat=False):
+    """The lateralized loop on soft tokens (eq 6), every loop differentiable:
+
+        for k = 1 .. idl_limit:  y_k = G(x) (eq 5);  s_k = D(x_prompt, y_k);  x <- concat(x_prompt, y_k, v(s_k))
+
+    prompts: token lists. No stopping rule: every row runs idl_limit loops (training needs them all).
+    window = 0: full BPTT, a loss on any loop reaches every earlier loop through the context.
+    window = m: truncated BPTT over the last m loops: the loops before run without a graph
+      (torch.no_grad), so the window's first context is a constant and they get zero gradient.
+    remat = True: activation checkpointing of every lobe forward pass (each of G's m1 token steps
+      and D's pass): only their inputs are kept, each pass is re-run in backward, so at most one
+      pass's activations are alive at a time. Gradients equal full BPTT's.
+    """
+    dev = left.wte.weight.device
+    prompt, valid = one_hot_context(prompts, dev)
+    ctx, v = prompt, valid
+    d = SoftDialogue([], [])
+    for k in range(idl_limit):
+        grad = torch.is_grad_enabled() and (not window or k >= idl_limit - window)
+        with torch.set_grad_enabled(grad):
+            answer = soft_answer(left, ctx, v, n_tokens, tau, hard, remat)
+            score = soft_score(right, prompt, valid, answer, remat)
+            d.answers.append(answer), d.scores.append(score)
+            if k + 1 < idl_limit:                 # LOOP LOGIC: eq 6, the answer and D's valence go back in
+                ctx, v = feedback_context(prompt, valid, answer, score)
     return d

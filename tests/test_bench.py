@@ -9,3 +9,14 @@ def test_every_section_runs_and_reports():
     sections = [r[0] for r in rows]
     assert {"train", "generate", "idl"} <= set(sections)
     assert rows[sections.index("idl") + 2][2].endswith("x")  # the batching speedup row
+
+
+def test_memory_section_truncation_and_checkpointing_keep_less_than_full_bptt():
+    cfg = bench.Config(only="memory", device="cpu", n_layer=1, n_head=2, n_embd=32, prompt_len=4, idl_limit=3,
+                       answer_tokens=3)
+    rows = {r[1]: float(r[2].split()[0]) for r in bench.main(cfg)[1:]}   # measurement -> MiB kept
+    full = [rows[f"idl_limit {k}, full BPTT"] for k in (1, 2, 3)]
+    assert full[0] < full[1] < full[2]                                    # BPTT grows with every loop
+    assert rows["idl_limit 3, truncated BPTT, last loop"] < full[2]
+    assert rows["idl_limit 3, checkpointing"] < rows["idl_limit 3, truncated BPTT, last loop"]
+    assert rows["idl_limit 1, truncated BPTT, last loop"] == full[0]      # one loop: nothing to cut
