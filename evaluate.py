@@ -1,37 +1,271 @@
 """
-Evaluate the paper's systems (§1.5, lines 117-118; Table 1) on a task's test and ood splits:
-exact match, mean IDL loops, forward passes per answer and parameters, as a markdown table.
+The paper's Table 1 (lines 533-541, left empty there: "[NEED TO GO PROVE!]", line 105), filled in
+at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, in distribution
+(test) and out of it (ood), over several training seeds, with the compute each one spends.
 
-    A   the left lobe alone, one pass                 (--ckpt)
-    A=  a single GPT with the parameters of the pair  (--ckpt_equal, e.g. train_sft --n_layer=6)
-    B   one lobe answers and scores itself            (--ckpt's right lobe, trained to do both)
-    C   two copies of the left lobe, tall dialogue
-    D   left and right lobe, tall dialogue (Figure 3)
+    A   single GPT: the left lobe alone, one pass
+    A=  single GPT as large as a pair of lobes: n_layer = left's + right's, one embedding table,
+        so about 3% fewer parameters than the pair (the paper's protocol: compare at equal size)
+    B   one lobe answers and scores its own answers (self-reflection; the pair's right lobe,
+        which train_sft teaches both to speak and to judge)
+    C   two copies of the left lobe, tall dialogue (homogeneous pair)
+    D   left and right lobe, tall dialogue (tall SLN, Figure 3)
+    E   wide SLN (Figure 4)                   G   lateralized wide SLN
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
 
-    $ python train_sft.py && python train_sft.py --n_layer=6 --right_n_layer=1 --out_dir=out/sft_A6
-    $ python evaluate.py --ckpt=out/sft/ckpt.pt --ckpt_equal=out/sft_A6/ckpt.pt
+For every task and seed it trains what is missing with train_sft.main: a pair of lobes (A-D, F),
+a single GPT as large as the pair (A=) and a wide SLN (E, G); checkpoints under out_dir are
+reused, and an interrupted one resumes. Then it measures exact match, IDL loops, forward passes
+and generated tokens per answer, and for tic-tac-toe the exact loss rate against the perfect
+player from each seat (games/tictactoe.py, every reply enumerated). Writes results/results.json,
+results/table.md, plots when matplotlib is installed, and the README's Table 1 section.
+
+    $ python evaluate.py --quick      # 3 seeds, small models, short training: ~15 min on 2 CPU cores
+    $ python evaluate.py              # the full run (each task's train_sft recipe below)
+    $ python evaluate.py --ckpt=out/spin/ckpt.pt --systems=A,B,F   # one pair checkpoint of yours
 """
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import platform
+import re
+import statistics
+import time
 from dataclasses import dataclass
 
 import torch
 
-from common import UsageError, get_device, load_task, run
+import train_sft
+from common import UsageError, get_device, load_checkpoint, load_task, run
+from games.tictactoe import exact_outcome, to_prompt
 from lobes import answer_ids, prompt_ids
-from sln import SYSTEMS, System, evaluate_system, load_lobes
+from sln import SYSTEMS, evaluate_system, load_lobes, load_system
 
 
 @dataclass
 class Config:
-    task: str = "addition"          # the task both checkpoints were trained on
-    ckpt: str = "out/sft/ckpt.pt"   # a pair of lobes (train_sft.py, train_spin.py, ...)
-    ckpt_equal: str = ""            # a single GPT as large as the pair, for A= (empty: skip A=)
-    systems: str = "A,B,C,D,F"      # which of A B C D F to run (A= comes with --ckpt_equal)
-    idl_limit: int = 4              # most IDL loops of B, C, D, F
-    threshold: float = 0.5          # the right lobe's acceptance threshold (B, F)
-    n_eval: int = 500               # problems per split
-    seed: int = 1337                # which test and ood problems
-    device: str = "auto"            # auto | cpu | cuda | mps
+    tasks: str = "addition,parity,wordproblems,tictactoe"  # comma-separated tasks
+    systems: str = "A,A=,B,C,D,E,F,G"  # comma-separated systems (see the docstring)
+    seeds: str = "1337,1,2"           # training seeds; the table gives mean ± standard deviation
+    quick: bool = False               # small lobes, short training, 200 problems per split
+    out_dir: str = "out/table"        # checkpoints: out_dir/<task>/seed<seed>/<pair|single|wide>/
+    results_dir: str = "results"      # results.json, table.md and the plots are written here
+    readme: str = "README.md"         # rewrite this file's Table 1 section ('' = leave it alone)
+    ckpt: str = ""                    # evaluate this pair checkpoint only (its task, no training)
+    ckpt_equal: str = ""              # with --ckpt: a single GPT as large as the pair, for A=
+    idl_limit: int = 4                # most IDL loops of B, C, D, F
+    threshold: float = 0.5            # the right lobe's acceptance threshold (B, F)
+    n_eval: int = 500                 # problems per split (--quick: 200)
+    device: str = "auto"              # auto | cpu | cuda | mps
+
+
+# train_sft settings per task for the full run (the rest are train_sft's defaults), and what
+# --quick changes on top of them. Each model below is one train_sft run per task and seed.
+RECIPES = {"addition": {}, "parity": {}, "wordproblems": {"max_iters": 1500}, "tictactoe": {}}
+WIDE = {"parity": {"expert_window": 3, "train_loops": 12}}  # + for the wide SLN (train_sft --arch=wide)
+QUICK = {"n_layer": 2, "n_embd": 64, "max_iters": 300, "batch_size": 32, "n_eval": 100, "eval_interval": 300,
+         "train_loops": 8, "max_loops": 16}
+MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}  # which checkpoint each system is built from
+BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end -->"
+
+
+# -----------------------------------------------------------------------------
+def model_of(system):
+    return next(m for m, kinds in MODELS.items() if (system == "A=") == (m == "single") and system[0] in kinds)
+
+
+def train(cfg, task, seed, model):
+    """The checkpoint of one model for (task, seed): trained by train_sft if missing or unfinished.
+    Its log goes to <its out_dir>/train.log; one line is printed here."""
+    sft = train_sft.Config(task=task, seed=seed, device=cfg.device, out_dir=os.path.join(
+        cfg.out_dir, task, f"seed{seed}", model), **RECIPES[task], **(QUICK if cfg.quick else {}))
+    if model == "single":  # the pair's blocks in one lobe; its (unused) right lobe is one block
+        sft = dataclasses.replace(sft, n_layer=2 * sft.n_layer, right_n_layer=1)
+    if model == "wide":
+        sft = dataclasses.replace(sft, arch="wide", **WIDE.get(task, {}))
+    path = os.path.join(sft.out_dir, "ckpt.pt")
+    if os.path.exists(path) and load_checkpoint(path)["step"] >= sft.max_iters:
+        return path
+    if os.path.exists(path):
+        sft = dataclasses.replace(sft, init_from="resume")
+    os.makedirs(sft.out_dir, exist_ok=True)
+    t0 = time.time()
+    with open(os.path.join(sft.out_dir, "train.log"), "a") as f, contextlib.redirect_stdout(f):
+        r = train_sft.main(sft)
+    print(f"trained {task} seed {seed} {model}: left test {r['left_test']:.1%}, ood {r['left_ood']:.1%} "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    return path
+
+
+def build(kind, path, cfg, device):
+    """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint)."""
+    kw = dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold)
+    return load_system(path, "A" if kind == "A=" else kind, device, **({} if kind in ("A", "A=") else kw))
+
+
+@torch.no_grad()
+def tictactoe_losses(system):
+    """The exact probability that the system loses to the perfect player, as X and as O:
+    games.tictactoe.exact_outcome plays out every optimal reply and asks the system (greedy) for
+    its move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule)."""
+    @functools.lru_cache(maxsize=None)
+    def move(board):
+        m = re.search(r"[1-9]", system.answer([to_prompt(board)], 4).final[0])
+        return int(m[0]) - 1 if m else -1
+    return [float(exact_outcome(move, seat)["loss"]) for seat in (0, 1)]
+
+
+def measure(system, task, splits, max_new):
+    """{'test': metrics, 'ood': metrics} (sln.evaluate_system), plus loss rates for tic-tac-toe."""
+    r = {s: evaluate_system(system, task, pairs, max_new) for s, pairs in splits.items()}
+    if task.name == "tictactoe":
+        r["loss_as_x"], r["loss_as_o"] = tictactoe_losses(system)
+    return r
+
+
+# -----------------------------------------------------------------------------
+def summarise(runs):
+    """runs[task][seed][system] -> summary[task][system][key] = [mean, sd] over seeds, for every
+    number a run holds ('test.acc', 'ood.loops', 'loss_as_x', 'params', ...)."""
+    summary = {}
+    for task, seeds in runs.items():
+        for system in next(iter(seeds.values())):
+            flat = [flatten(seeds[s][system]) for s in seeds]
+            summary.setdefault(task, {})[system] = {
+                k: [statistics.mean(f[k] for f in flat), statistics.stdev(f[k] for f in flat) if len(flat) > 1 else 0.0]
+                for k in flat[0]}
+    return summary
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def fmt(ms, pct=True):
+    """mean ± sd as a percentage or a plain number; just the mean when the spread is 0."""
+    mean, sd = ms
+    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.2f}")
+    return f"{f(mean)} ± {f(sd)}" if sd else f(mean)
+
+
+def task_table(task, systems):
+    """One markdown table: a row per system, mean ± sd over seeds."""
+    ttt = "loss_as_x" in next(iter(systems.values()))
+    head = ["system", "params", "test", "ood", "loops test", "loops ood", "passes ood", "tokens ood"]
+    head += ["loses as X", "loses as O"] if ttt else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in systems.items():
+        label = f"{name} {SYSTEMS[name[0]]}" + (" (equal size)" if name == "A=" else "")
+        row = [label, f"{s['params'][0]:,.0f}", fmt(s["test.acc"]), fmt(s["ood.acc"]),
+               fmt(s["test.loops"], False), fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}",
+               f"{s['ood.tokens'][0]:.1f}"]
+        row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"])] if ttt else []
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+# the paper's claims, each a comparison of two systems' mean accuracy (lines 99-105)
+CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (line 105)"),
+          ("D", "A=", "a tall SLN beats a single GPT of the same size (line 105)"),
+          ("G", "A=", "a lateralized wide SLN beats a single GPT of the same size (line 105)"),
+          ("E", "A=", "a wide SLN beats a single GPT of the same size (line 105)"),
+          ("D", "C", "two jointly trained, different lobes beat two copies of one (line 103)"),
+          ("F", "B", "a separate right lobe judges better than self-reflection (line 103)")]
+
+
+def verdict(a, b):
+    """'held' when a's mean beats b's by more than the larger seed spread, 'reversed' when it loses
+    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest)."""
+    diff, spread = a[0] - b[0], max(a[1], b[1])
+    return f"{diff:+.1%}, " + ("held" if diff > spread else "reversed" if diff < -spread else "within the spread")
+
+
+def claims(summary):
+    """The paper's claims in plain words, one line each, with the numbers that decide them."""
+    lines = []
+    for a, b, words in CLAIMS:
+        parts = [f"{task} {split} {verdict(s[a][f'{split}.acc'], s[b][f'{split}.acc'])}"
+                 for task, s in summary.items() if a in s and b in s for split in ("test", "ood")]
+        if parts:
+            lines.append(f"- *{words}*: {a} − {b}: " + "; ".join(parts) + ".")
+    for k in "FEG":  # the systems whose loop count is theirs to choose
+        rows = [(task, s[k]["test.loops"][0], s[k]["ood.loops"][0]) for task, s in summary.items() if k in s]
+        if rows:
+            held = all(o > t for _, t, o in rows)
+            lines.append(f"- *an SLN adapts its compute to the difficulty of the problem (line 99)*: {k}'s mean "
+                         "loops, test → ood: " + "; ".join(f"{task} {t:.2f} → {o:.2f}" for task, t, o in rows)
+                         + (": held." if held else ": did not hold on every task."))
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
+def plot(summary, out_dir):
+    """accuracy_vs_compute.png (ood exact match against forward passes per answer) and loops.png
+    (mean loops on test and ood: does compute grow with difficulty?). Needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plots: matplotlib is not installed (pip install matplotlib)")
+        return
+    fig, axes = plt.subplots(2, len(summary), figsize=(4 * len(summary), 7), squeeze=False)
+    for (top, bottom), (task, systems) in zip(axes.T, summary.items()):
+        for name, s in systems.items():
+            top.errorbar(s["ood.passes"][0], s["ood.acc"][0], yerr=s["ood.acc"][1], fmt="o", capsize=3)
+            top.annotate(name, (s["ood.passes"][0], s["ood.acc"][0]), textcoords="offset points", xytext=(4, 4))
+        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match")
+        names = list(systems)
+        for j, split in enumerate(("test", "ood")):
+            bottom.bar([i + 0.4 * j for i in range(len(names))], [systems[n][f"{split}.loops"][0] for n in names],
+                       width=0.4, label=split)
+        bottom.set(xticks=[i + 0.2 for i in range(len(names))], xticklabels=names, ylabel="mean IDL loops")
+        bottom.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "table1.png"), dpi=120)
+    print(f"wrote {os.path.join(out_dir, 'table1.png')}")
+
+
+def write_results(cfg, runs, minutes):
+    """results.json (every run and the summary), table.md (the tables and the claims), the plot,
+    and the README's Table 1 section, rewritten between its markers."""
+    summary = summarise(runs)
+    changed = [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items() if v != getattr(Config, k)]
+    cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
+    hardware = cpu + (f", {torch.cuda.get_device_name()}" if get_device(cfg.device).type == "cuda" else ", no GPU")
+    meta = dict(command=" ".join(["python evaluate.py"] + changed), hardware=hardware, torch=torch.__version__,
+                minutes=round(minutes, 1), seeds=cfg.seeds, date=time.strftime("%Y-%m-%d"))
+    os.makedirs(cfg.results_dir, exist_ok=True)
+    with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
+        json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
+    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, torch {meta['torch']}, seeds "
+          f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval if not cfg.quick else min(cfg.n_eval, 200)} "
+          "problems per split.\n\n"
+          + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}" for task, systems in summary.items())
+          + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n" + claims(summary) + "\n")
+    with open(os.path.join(cfg.results_dir, "table.md"), "w") as f:
+        f.write(md)
+    print("\n" + md)
+    plot(summary, cfg.results_dir)
+    if cfg.readme:
+        write_readme(cfg.readme, md)
+
+
+def write_readme(path, md):
+    """Replace what lies between the README's Table 1 markers with md (atomically)."""
+    text = open(path).read()
+    if BEGIN not in text or END not in text:
+        raise UsageError(f"{path} has no Table 1 markers ({BEGIN} ... {END}); add them where the table goes")
+    head, rest = text.split(BEGIN, 1)
+    with open(path + ".tmp", "w") as f:
+        f.write(head + BEGIN + "\n" + md + END + rest.split(END, 1)[1])
+    os.replace(path + ".tmp", path)
+    print(f"rewrote the Table 1 section of {path}")
 
 
 @torch.no_grad()
@@ -48,33 +282,57 @@ def probe_right(right, task, pairs):
     return rates, (s_true > 0).float().mean().item()
 
 
-def main(cfg: Config):
-    task, device = load_task(cfg.task), get_device(cfg.device)
-    left, right, _ = load_lobes(cfg.ckpt, device)
-    kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
-    if any(k not in SYSTEMS for k in kinds):
-        raise UsageError(f"--systems takes a comma-separated list of {', '.join(SYSTEMS)}, got {cfg.systems!r}")
-    systems = {k: System(k, right if k == "B" else left, right, idl_limit=cfg.idl_limit, threshold=cfg.threshold)
-               for k in kinds}
-    if cfg.ckpt_equal:
-        systems["A="] = System("A", load_lobes(cfg.ckpt_equal, device)[0])
-    splits = {s: task.dataset(s, cfg.n_eval, cfg.seed) for s in ("test", "ood")}
+# -----------------------------------------------------------------------------
+def one_checkpoint(cfg, kinds, device):
+    """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task, plus
+    the per-digit probe of its right lobe. Prints; writes nothing."""
+    if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
+        raise UsageError("with --ckpt, choose systems among A B C D F (and A= together with --ckpt_equal)")
+    task = load_task(load_checkpoint(cfg.ckpt)["task"])
+    splits = {s: task.dataset(s, cfg.n_eval, int(cfg.seeds.split(",")[0])) for s in ("test", "ood")}
     max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
-    print("| system | params | test | ood | loops test | loops ood | passes test | passes ood |\n"
-          "|---|---|---|---|---|---|---|---|")
-    results = {}
-    for name, system in systems.items():
-        r = {s: evaluate_system(system, task, pairs, max_new) for s, pairs in splits.items()}
-        results[name] = r
-        print(f"| {name} {SYSTEMS[name[0]] + (' (equal params)' if name == 'A=' else '')} | "
-              f"{system.num_params():,} | {r['test']['acc']:.1%} | {r['ood']['acc']:.1%} | "
-              f"{r['test']['loops']:.2f} | {r['ood']['loops']:.2f} | {r['test']['passes']:.1f} | "
-              f"{r['ood']['passes']:.1f} |", flush=True)
-    rates, accept = probe_right(right, task, splits["test"])
+    run_ = {}
+    for k in kinds:
+        system = build(k, cfg.ckpt_equal if k == "A=" else cfg.ckpt, cfg, device)
+        run_[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
+    summary = summarise({task.name: {"one": run_}})[task.name]
+    print(task_table(task.name, summary))
+    rates, accept = probe_right(load_lobes(cfg.ckpt, device)[1], task, splits["test"])
     print(f"\nright lobe on test: accepts {accept:.1%} of true answers; rejects answers with answer character i "
           "changed:\n| i | " + " | ".join(map(str, range(len(rates)))) + " |\n|---|" + "---|" * len(rates) +
           "\n| rejected | " + " | ".join(f"{r:.0%}" for r in rates) + " |")
-    return results
+    return run_
+
+
+def main(cfg: Config):
+    device = get_device(cfg.device)
+    kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
+    if not kinds or any(k not in SYSTEMS and k != "A=" for k in kinds):
+        raise UsageError(f"--systems takes a comma-separated list of A= {' '.join(SYSTEMS)}, got {cfg.systems!r}")
+    if cfg.ckpt:
+        return one_checkpoint(cfg, kinds, device)
+    tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+    if not tasks or any(t not in RECIPES for t in tasks):
+        raise UsageError(f"--tasks takes a comma-separated list of {', '.join(RECIPES)}, got {cfg.tasks!r}")
+    try:
+        seeds = [int(s) for s in cfg.seeds.split(",")]
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, got {cfg.seeds!r}") from None
+    n_eval, t0, runs = min(cfg.n_eval, 200) if cfg.quick else cfg.n_eval, time.time(), {}
+    for name in tasks:
+        task = load_task(name)
+        for seed in seeds:
+            paths = {m: train(cfg, name, seed, m) for m in MODELS if any(model_of(k) == m for k in kinds)}
+            splits = {s: task.dataset(s, n_eval, seed) for s in ("test", "ood")}
+            max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
+            runs.setdefault(name, {})[str(seed)] = r = {}
+            for k in kinds:
+                system = build(k, paths[model_of(k)], cfg, device)
+                r[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
+            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
+                                                     for k, v in r.items()) + " (test/ood)", flush=True)
+    write_results(cfg, runs, (time.time() - t0) / 60)
+    return runs
 
 
 if __name__ == "__main__":

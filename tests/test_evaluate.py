@@ -1,4 +1,7 @@
-"""evaluate.py end to end on tiny checkpoints: every system, with and without the equal-size GPT."""
+"""evaluate.py: the table builder on a fake result set, and the whole pipeline (train, measure,
+write results/ and the README section) on tiny models."""
+import json
+
 import pytest
 import torch
 
@@ -8,16 +11,92 @@ from lobes import Lobe, LobeConfig
 from sln import System, save_system
 
 
-def test_every_system_is_evaluated_on_test_and_ood(tmp_path):
+def fake_run(acc_a, acc_f, loops_f):
+    split = lambda acc, loops: {"acc": acc, "loops": loops, "passes": 10 * loops, "tokens": 9 * loops}
+    return {"A=": {"params": 100, "test": split(acc_a, 1), "ood": split(acc_a / 2, 1)},
+            "F": {"params": 104, "test": split(acc_f, 1), "ood": split(acc_f / 2, loops_f)}}
+
+
+def test_summary_table_and_claims_on_a_fake_result_set():
+    runs = {"addition": {"1": fake_run(0.5, 0.9, 3), "2": fake_run(0.7, 0.7, 4)}}
+    s = evaluate.summarise(runs)["addition"]
+    assert s["A="]["test.acc"] == pytest.approx([0.6, 0.1414214])   # sd of (0.5, 0.7), n - 1 in the denominator
+    assert s["F"]["ood.loops"] == pytest.approx([3.5, 0.7071068])
+    table = evaluate.task_table("addition", s)
+    assert "| A= single GPT (equal size) | 100 | 60.0% ± 14.1% | 30.0% ± 7.1% | 1.00 | 1.00 | 10.0 | 9.0 |" in table
+    assert "| F lateralized tall SLN | 104 | 80.0% ± 14.1% | 40.0% ± 7.1% | 1.00 | 3.50 ± 0.71 | 35.0 | 31.5 |" in table
+    text = evaluate.claims({"addition": s})
+    # F - A= = +20 points on test, more than the 14.1-point spread; +10 on ood, more than 7.1: both held
+    assert "F − A=: addition test +20.0%, held; addition ood +10.0%, held." in text
+    assert "F's mean loops, test → ood: addition 1.00 → 3.50: held." in text
+    assert "D − A=" not in text                                     # no D in the runs: no claim about it
+
+
+def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
+    assert evaluate.verdict([0.2, 0.05], [0.5, 0.1]) == "-30.0%, reversed"
+    assert evaluate.verdict([0.5, 0.0], [0.5, 0.0]) == "+0.0%, within the spread"
+
+
+def tiny_recipe(monkeypatch):
+    monkeypatch.setattr(evaluate, "QUICK", dict(n_layer=2, n_head=2, n_embd=32, max_iters=2, batch_size=4,
+                                                n_eval=4, eval_interval=2, train_loops=2, max_loops=3))
+
+
+def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, monkeypatch, capsys):
+    tiny_recipe(monkeypatch)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n{evaluate.BEGIN}\nold table\n{evaluate.END}\n## after\n")
+    cfg = evaluate.Config(tasks="addition,tictactoe", systems="A,A=,B,C,D,E,F,G", seeds="0,1", quick=True, n_eval=6,
+                          idl_limit=2, out_dir=str(tmp_path / "ckpt"), results_dir=str(tmp_path / "results"),
+                          readme=str(readme), device="cpu")
+    runs = evaluate.main(cfg)
+    assert set(runs) == {"addition", "tictactoe"} and set(runs["addition"]) == {"0", "1"}
+    for name, r in runs["tictactoe"]["1"].items():
+        assert 0 <= r["loss_as_x"] <= 1 and 0 <= r["loss_as_o"] <= 1
+        assert 1 <= r["ood"]["loops"] <= {"A": 1, "E": 3, "G": 3}.get(name[0], 2)
+    saved = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert saved["meta"]["command"].startswith("python evaluate.py --tasks=addition,tictactoe")
+    assert saved["summary"]["addition"]["F"]["params"][0] == runs["addition"]["0"]["F"]["params"]
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# intro\n") and text.endswith(f"{evaluate.END}\n## after\n")
+    assert (tmp_path / "results" / "table.md").read_text() in text and "loses as O" in text
+    capsys.readouterr()
+    again = evaluate.main(cfg)                      # every checkpoint is there: nothing is trained twice
+    assert "trained addition" not in capsys.readouterr().out
+    assert again["addition"]["0"]["F"]["test"] == runs["addition"]["0"]["F"]["test"]
+
+
+def test_one_checkpoint_mode_and_bad_lists_are_usage_errors(tmp_path):
     torch.manual_seed(0)
     cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
     save_system(str(tmp_path / "pair.pt"), System("F", Lobe(cfg), Lobe(cfg)), task="addition")
     save_system(str(tmp_path / "one.pt"), System("A", Lobe(LobeConfig(n_layer=2, n_head=2, n_embd=32))))
     r = evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), ckpt_equal=str(tmp_path / "one.pt"),
-                                      n_eval=6, idl_limit=2, device="cpu"))
-    assert set(r) == {"A", "B", "C", "D", "F", "A="}
-    for name, splits in r.items():
-        assert set(splits) == {"test", "ood"} and all(0 <= s["acc"] <= 1 for s in splits.values())
-        assert all(1 <= s["loops"] <= (1 if name.startswith("A") else 2) for s in splits.values())
-    with pytest.raises(UsageError):
-        evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), systems="A,Z", device="cpu"))
+                                      systems="A,A=,B,C,D,F", n_eval=6, idl_limit=2, device="cpu"))
+    assert set(r) == {"A", "A=", "B", "C", "D", "F"}
+    for bad in (dict(systems="A,Z"), dict(systems="A,E"), dict(systems="A=")):
+        with pytest.raises(UsageError):
+            evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), device="cpu", **bad))
+    for bad in (dict(tasks="addition,chess"), dict(seeds="1,two")):
+        with pytest.raises(UsageError):
+            evaluate.main(evaluate.Config(device="cpu", **bad))
+
+
+class Scripted:
+    """A stand-in system that answers every board with move(board) (for exact loss rates)."""
+
+    def __init__(self, move):
+        self.move = move
+
+    def answer(self, prompts, max_new_tokens):
+        from types import SimpleNamespace
+        return SimpleNamespace(final=[self.move(p) for p in prompts])
+
+
+def test_tictactoe_loss_rates_are_exact():
+    from games.tictactoe import from_prompt, moves, optimal_moves
+    assert evaluate.tictactoe_losses(Scripted(lambda p: str(optimal_moves(from_prompt(p))[0] + 1))) == [0.0, 0.0]
+    assert evaluate.tictactoe_losses(Scripted(lambda p: "no idea")) == [1.0, 1.0]      # unreadable: forfeit
+    # the first free cell, always: X fills 1, 2, 3 ... and the perfect O wins; as O it loses too
+    first = evaluate.tictactoe_losses(Scripted(lambda p: str(moves(from_prompt(p))[0] + 1)))
+    assert first[0] == 1.0 and first[1] == 1.0
