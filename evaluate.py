@@ -219,7 +219,7 @@ def plot(summary, out_dir):
         for name, s in systems.items():
             top.errorbar(s["ood.passes"][0], s["ood.acc"][0], yerr=s["ood.acc"][1], fmt="o", capsize=3)
             top.annotate(name, (s["ood.passes"][0], s["ood.acc"][0]), textcoords="offset points", xytext=(4, 4))
-        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match")
+        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match", ylim=(0, 1))
         names = list(systems)
         for j, split in enumerate(("test", "ood")):
             bottom.bar([i + 0.4 * j for i in range(len(names))], [systems[n][f"{split}.loops"][0] for n in names],
@@ -231,7 +231,7 @@ def plot(summary, out_dir):
     print(f"wrote {os.path.join(out_dir, 'table1.png')}")
 
 
-def write_results(cfg, runs, minutes):
+def write_results(cfg, runs, minutes, trained):
     """results.json (every run and the summary), table.md (the tables and the claims), the plot,
     and the README's Table 1 section, rewritten between its markers."""
     summary = summarise(runs)
@@ -239,11 +239,14 @@ def write_results(cfg, runs, minutes):
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
     hardware = cpu + (f", {torch.cuda.get_device_name()}" if get_device(cfg.device).type == "cuda" else ", no GPU")
     meta = dict(command=" ".join(["python evaluate.py"] + changed), hardware=hardware, torch=torch.__version__,
-                minutes=round(minutes, 1), seeds=cfg.seeds, date=time.strftime("%Y-%m-%d"))
+                minutes=round(minutes, 1), train_minutes=round(trained, 1), seeds=cfg.seeds,
+                date=time.strftime("%Y-%m-%d"))
     os.makedirs(cfg.results_dir, exist_ok=True)
     with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
         json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
-    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, torch {meta['torch']}, seeds "
+    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, torch {meta['torch']}, plus "
+          f"{meta['train_minutes']} minutes of training for its {sum(len(s) for s in runs.values())} task-seed "
+          "cells (the checkpoints' own training clocks; a run reuses the checkpoints it finds), seeds "
           f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval if not cfg.quick else min(cfg.n_eval, 200)} "
           "problems per split.\n\n"
           + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}" for task, systems in summary.items())
@@ -331,7 +334,10 @@ def main(cfg: Config):
                 r[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
                                                      for k, v in r.items()) + " (test/ood)", flush=True)
-    write_results(cfg, runs, (time.time() - t0) / 60)
+    used = {os.path.join(cfg.out_dir, t, f"seed{s}", m, "ckpt.pt") for t in tasks for s in seeds
+            for m in MODELS if any(model_of(k) == m for k in kinds)}
+    trained = sum(load_checkpoint(p).get("results", {}).get("minutes", 0.0) for p in used)
+    write_results(cfg, runs, (time.time() - t0) / 60, trained)
     return runs
 
 
