@@ -219,6 +219,14 @@ def save_checkpoint(path, **state):
     os.replace(path + ".tmp", path)
 
 
+def save_lobes(path, left, right, opt_left, opt_right, cfg, **extra):
+    """A pair of lobes as every script saves it: weights, optimizers, both lobes' configs, the run's
+    config, plus extra (task, step, rows, ...); sln.load_lobes reads it back."""
+    save_checkpoint(path, left=left.state_dict(), right=right.state_dict(), opt_left=opt_left.state_dict(),
+                    opt_right=opt_right.state_dict(), left_config=dataclasses.asdict(left.cfg),
+                    right_config=dataclasses.asdict(right.cfg), config=dataclasses.asdict(cfg), **extra)
+
+
 def load_checkpoint(path, device="cpu"):
     """Load with weights_only=True; a missing or unreadable file is a UsageError, not a trace."""
     if not os.path.exists(path):

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 import train_sft
 from common import (Logger, UsageError, autocast, get_device, load_task, lr_at, make_optimizer, markdown_table,
-                    optimize, run, save_checkpoint, seed_everything, set_lr, set_rng_state)
+                    optimize, run, save_checkpoint, save_lobes, seed_everything, set_lr, set_rng_state)
 from data.tokenizer import EOS, decode_answer, valence_token
 from games.tictactoe import (EMPTY, TicTacToe, after, exact_outcome, is_over, mark_to_move, moves, optimal_moves,
                              reachable_positions, to_prompt, winner)
@@ -532,10 +532,8 @@ def main(cfg: Config):
         rows.append(row)
         log.log(it + 1, **row)
         log.print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), left=left.state_dict(), right=right.state_dict(),
-                        opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
-                        left_config=dataclasses.asdict(left.cfg), right_config=dataclasses.asdict(right.cfg),
-                        config=dataclasses.asdict(cfg), task=cfg.task, iteration=it + 1, rows=rows, ref_path=ref_path)
+        save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=cfg.task,
+                   iteration=it + 1, rows=rows, ref_path=ref_path)
     log.close()
     print(table(rows, games))
     print(f"wall time {(time.time() - t_start) / 60:.1f} minutes, warm start and evaluations included")

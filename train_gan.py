@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 import train_sft
 from common import (Logger, UsageError, autocast, get_device, load_task, make_optimizer, markdown_table, optimize,
-                    run, save_checkpoint, seed_everything, set_rng_state)
+                    run, save_lobes, seed_everything, set_rng_state)
 from data.tokenizer import decode_answer
 from idl import answer_end, one_hot_context, soft_lateralized, soft_score
 from lobes import answer_ids, pad_right, prompt_ids, sequence_logprob, span_mask
@@ -250,10 +250,8 @@ def main(cfg: Config):
             rows.append(row)
             log.log(step + 1, **row)
             log.print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), left=left.state_dict(), right=right.state_dict(),
-                            opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
-                            left_config=dataclasses.asdict(left.cfg), right_config=dataclasses.asdict(right.cfg),
-                            config=dataclasses.asdict(cfg), task=task.name, step=step + 1, rows=rows)
+            save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=task.name,
+                       step=step + 1, rows=rows)
     log.close()
     print(table(rows))
     return rows

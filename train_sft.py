@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from common import (Logger, UsageError, autocast, get_device, load_checkpoint, load_task, lr_at,
-                    make_optimizer, optimize, run, save_checkpoint, seed_everything, set_lr, set_rng_state)
+                    make_optimizer, optimize, run, save_checkpoint, save_lobes, seed_everything, set_lr, set_rng_state)
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
 from losses import critic_loss, halting_loss, pavlovian_targets, sft_loss
@@ -244,10 +244,7 @@ def main(cfg: Config):
     t0 = time.time() - 60 * results.get("minutes", 0.0)
 
     def checkpoint(step):
-        save_checkpoint(ckpt_path, left=left.state_dict(), right=right.state_dict(),
-                        opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
-                        left_config=dataclasses.asdict(lcfg), right_config=dataclasses.asdict(rcfg), config=dataclasses.asdict(cfg),
-                        task=task.name, step=step, results=results)
+        save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=task.name, step=step, results=results)
 
     for step in range(start, cfg.max_iters + 1):
         if (step % cfg.eval_interval == 0 or step == cfg.max_iters) and (step > start or not start):

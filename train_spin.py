@@ -29,7 +29,7 @@ import torch
 
 import train_sft
 from common import (Logger, autocast, get_device, load_task, make_optimizer, markdown_table, optimize, run,
-                    save_checkpoint, seed_everything, set_rng_state)
+                    save_lobes, seed_everything, set_rng_state)
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
@@ -224,11 +224,8 @@ def main(cfg: Config):
         log.log((t + 1) * cfg.steps_per_iter, **row)
         log.print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         previous = rejected
-        save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), left=left.state_dict(), right=right.state_dict(),
-                        opt_left=opt_left.state_dict(), opt_right=opt_right.state_dict(),
-                        left_config=dataclasses.asdict(left.cfg), right_config=dataclasses.asdict(right.cfg),
-                        config=dataclasses.asdict(cfg), task=task.name, iteration=t + 1, rows=rows,
-                        previous=[list(r) for r in previous])
+        save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=task.name,
+                   iteration=t + 1, rows=rows, previous=[list(r) for r in previous])
     log.close()
     print(table(rows))
     return rows
