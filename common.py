@@ -280,6 +280,10 @@ class Logger:
     def print(self, text):
         self.bar.write(text)
 
+    def print_row(self, row, digits=3):
+        """One evaluation's dict as a line: 'iter 3 | test 0.990 | ...'."""
+        self.print(" | ".join(f"{k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
     def close(self):
         self.bar.close()
         if self.wandb:

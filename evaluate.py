@@ -30,7 +30,6 @@ import functools
 import json
 import os
 import platform
-import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import torch
 
 import train_sft
 from common import UsageError, get_device, load_checkpoint, load_task, run
-from games.tictactoe import exact_outcome, to_prompt
+from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids, prompt_ids
 from sln import SYSTEMS, evaluate_system, load_lobes, load_system
 
@@ -112,8 +111,8 @@ def tictactoe_losses(system):
     its move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule)."""
     @functools.lru_cache(maxsize=None)
     def move(board):
-        m = re.search(r"[1-9]", system.answer([to_prompt(board)], 4).final[0])
-        return int(m[0]) - 1 if m else -1
+        m = read_move(system.answer([to_prompt(board)], 4).final[0])
+        return -1 if m is None else m
     return [float(exact_outcome(move, seat)["loss"]) for seat in (0, 1)]
 
 

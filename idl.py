@@ -99,6 +99,18 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
     return d
 
 
+def attempt_rows(d):
+    """Every attempt of a lateralized Dialogue as (row, loop, context, answer tokens); the context
+    is what the left lobe read in lateralized(): the prompt, after loop 0 with the last attempt
+    and its valence (eq 6). PPO needs it to score each attempt under the policy that made it."""
+    rows = []
+    for i, p in enumerate(d.prompts):
+        for j, tokens in enumerate(d.tokens[i]):
+            feedback = [(d.attempts[i][j - 1], valence_token(d.scores[i][j - 1]))] if j else []
+            rows.append((i, j, prompt_ids(p, feedback), tokens))
+    return rows
+
+
 @torch.no_grad()
 def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
     """Figure 3: both lobes answer; each then reads the other's last answer; stop on agreement.

@@ -8,7 +8,8 @@ each against a value worked out by hand.
     eq 9  [462]  pavlovian_weights      C(dT) = C0 * exp(-lambda * dT), normalised
     Alg 3 [522]  spin_loss              logistic loss on the log-ratio margin (SPIN)
     Alg 1 [286]  gan_discriminator_loss, gan_generator_loss_saturating, ..._nonsaturating
-    eq 8  [329]  ppo_clip_loss          -E min(r A, clip(r, 1-eps, 1+eps) A), token_advantages
+    eq 8  [329]  ppo_clip_loss          -E min(r A, clip(r, 1-eps, 1+eps) A), token_advantages,
+                 leave_one_out_baseline  b = mean reward of the other samples of the same prompt
     TD    [342]  td_errors, gae_advantages  delta = r + gamma V' - V; A = sum (gamma lam)^k delta
     eq 2  [242]  token_kl               KL(p_theta || p_ref) per answer token; reward_transform
     Fig 4 [156]  halting_loss           sum_n p_n CE_n + beta KL(p || geometric) (PonderNet);
@@ -171,6 +172,19 @@ def gae_advantages(rewards, values, gamma, lam):
         running = delta[t] + gamma * lam * running
         adv[t] = running
     return adv, adv + values[:-1]
+
+
+def leave_one_out_baseline(rewards, prompt_of, sample_of):
+    """Each answer's baseline: the mean reward of the answers to the same prompt from the other
+    samples (0 if there are none). It does not depend on the answer's own sample, so
+    E[grad log pi(y) * b] = b * grad sum_y pi(y) = 0: the advantage r - b keeps the gradient unbiased."""
+    tot, cnt = {}, {}
+    for r, p, s in zip(rewards.tolist(), prompt_of, sample_of):
+        for key in (p, (p, s)):
+            tot[key], cnt[key] = tot.get(key, 0.0) + r, cnt.get(key, 0) + 1
+    out = [(tot[p] - tot[(p, s)]) / (cnt[p] - cnt[(p, s)]) if cnt[p] > cnt[(p, s)] else 0.0
+           for p, s in zip(prompt_of, sample_of)]
+    return torch.tensor(out)
 
 
 def token_kl(logp, ref_logp, mask):

@@ -348,6 +348,20 @@ def save_system(path, system, **extra):
 
 
 @torch.no_grad()
+def evaluate_pair(left, right, task, test, ood, idl_limit, threshold, max_new_tokens):
+    """Exact match of F (the lateralized IDL, greedy) and A (the left lobe alone) on test and ood,
+    with F's mean loops: {'F_test', 'A_test', 'loops_test', ... 'ood'}. Leaves both lobes in train mode."""
+    left.eval(), right.eval()
+    F, A = System("F", left, right, idl_limit=idl_limit, threshold=threshold), System("A", left)
+    r = {}
+    for name, pairs in (("test", test), ("ood", ood)):
+        f, a = evaluate_system(F, task, pairs, max_new_tokens), evaluate_system(A, task, pairs, max_new_tokens)
+        r.update({f"F_{name}": f["acc"], f"A_{name}": a["acc"], f"loops_{name}": f["loops"]})
+    left.train(), right.train()
+    return r
+
+
+@torch.no_grad()
 def evaluate_system(system, task, pairs, max_new_tokens=16, batch=512):
     """Exact match of a system on (prompt, answer) pairs, with its mean loops, forward passes and
     generated tokens per answer (every attempt counted)."""

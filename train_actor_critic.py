@@ -47,20 +47,20 @@ import torch.nn.functional as F
 import train_sft
 from common import (Logger, UsageError, autocast, get_device, load_task, lr_at, make_optimizer, markdown_table,
                     optimize, run, save_checkpoint, save_lobes, seed_everything, set_lr, set_rng_state)
-from data.tokenizer import EOS, decode_answer, valence_token
-from games.tictactoe import (EMPTY, TicTacToe, after, exact_outcome, is_over, mark_to_move, moves, optimal_moves,
-                             reachable_positions, to_prompt, winner)
-from idl import lateralized
+from data.tokenizer import EOS, decode_answer
+from games.tictactoe import (after, exact_outcome, is_over, moves, play_batch, reachable_positions, read_move,
+                             to_prompt, winner)
+from idl import attempt_rows, lateralized
 from lobes import Lobe, LobeConfig, answer_ids, answer_scores, pad_right, prompt_ids, span_mask
-from losses import critic_loss, gae_advantages, pavlovian_weights, ppo_clip_loss, reward_transform, token_kl
-from sln import System, evaluate_system, load_lobes
+from losses import (critic_loss, gae_advantages, leave_one_out_baseline, pavlovian_weights, ppo_clip_loss,
+                    reward_transform, token_kl)
+from sln import evaluate_pair, load_lobes
 
 GAMES = ("tictactoe",)   # tasks that run in games mode
 # Per mode, what a 0 in the config means: games train fresh lobes hard; tasks fine-tune an SFT lobe gently
 MODE_DEFAULTS = {"games": dict(iters=1500, lr_left=1e-3, lr_right=1e-3),
                  "tasks": dict(iters=100, lr_left=1e-5, lr_right=1e-4)}
 MOVE_TOKENS = 2          # a move is written as one digit 1-9, then <|eos|>
-READER = TicTacToe()     # reads a move from text the way a match does (the first digit 1-9)
 
 
 @dataclass
@@ -181,35 +181,11 @@ def sample(left, contexts, max_new_tokens, temperature):
 
 # -----------------------------------------------------------------------------
 # Tasks mode: the IDL's attempts, checker or critic rewards, a leave-one-out baseline
-def attempt_rows(d):
-    """Every IDL attempt as (row, loop, context, answer tokens); the context is what the left lobe
-    read in idl.lateralized: the prompt, after loop 0 with the last attempt and its valence (eq 6)."""
-    rows = []
-    for i, p in enumerate(d.prompts):
-        for j, tokens in enumerate(d.tokens[i]):
-            feedback = [(d.attempts[i][j - 1], valence_token(d.scores[i][j - 1]))] if j else []
-            rows.append((i, j, prompt_ids(p, feedback), tokens))
-    return rows
-
-
 def rewards_of(task, prompts, answers, d_right, cfg):
     """The reward of each answer: the checker's 0/1, or the critic's probability D transformed."""
     if cfg.reward == "checker":
         return torch.tensor([task.check(p, a) for p, a in zip(prompts, answers)])
     return reward_transform(torch.as_tensor(d_right, dtype=torch.float32), cfg.reward_transform)
-
-
-def leave_one_out_baseline(rewards, prompt_of, sample_of):
-    """Each answer's baseline: the mean reward of the answers to the same prompt from the other
-    samples (0 if there are none). It does not depend on the answer's own sample, so
-    E[grad log pi(y) * b] = b * grad sum_y pi(y) = 0: the advantage r - b keeps the gradient unbiased."""
-    tot, cnt = {}, {}
-    for r, p, s in zip(rewards.tolist(), prompt_of, sample_of):
-        for key in (p, (p, s)):
-            tot[key], cnt[key] = tot.get(key, 0.0) + r, cnt.get(key, 0) + 1
-    out = [(tot[p] - tot[(p, s)]) / (cnt[p] - cnt[(p, s)]) if cnt[p] > cnt[(p, s)] else 0.0
-           for p, s in zip(prompt_of, sample_of)]
-    return torch.tensor(out)
 
 
 def task_critic_loss(right, task, d, rows, pairs, cfg):
@@ -277,18 +253,6 @@ def self_play_tasks(left, right, ref, opt_left, task, prompts, cfg):
     return cfg.self_play_max
 
 
-def evaluate_tasks(left, right, task, test, ood, cfg):
-    """Exact match of F (the lateralized IDL, greedy) and A (the left lobe alone) on test and ood."""
-    left.eval(), right.eval()
-    F_, A = System("F", left, right, idl_limit=cfg.idl_limit, threshold=cfg.threshold), System("A", left)
-    r = {}
-    for name, pairs in (("test", test), ("ood", ood)):
-        f, a = evaluate_system(F_, task, pairs, cfg.max_new_tokens), evaluate_system(A, task, pairs, cfg.max_new_tokens)
-        r.update({f"A_{name}": a["acc"], f"F_{name}": f["acc"], f"loops_{name}": f["loops"]})
-    left.train(), right.train()
-    return r
-
-
 # -----------------------------------------------------------------------------
 # Games mode (tic-tac-toe): whole games, +1/0/-1 at the end, TD errors with the right lobe as V
 def board_ids(board):
@@ -320,41 +284,17 @@ def warm_start_games(cfg, device, path):
                     right_config=dataclasses.asdict(lcfg), config=dataclasses.asdict(cfg), task=cfg.task)
 
 
-def opponent_move(kind, board, rng):
-    """The opponent's move: uniformly random legal, or uniformly among the optimal moves."""
-    return rng.choice(moves(board) if kind == "random" else optimal_moves(board))
-
-
 @torch.no_grad()
 def play_games(left, n_games, opponents, cfg, rng):
-    """n_games of tic-tac-toe, all in one batch; the left lobe samples its moves at `temperature`.
-    Game g: the lobe sits at seat g % 2 against opponents[(g // 2) % len] ('self': it plays both).
-    Returns history[g] = [(seat, board, context or None, action or None)] and outcome[g] = (r_X, r_O);
-    an illegal or unparsable move loses on the spot."""
-    boards, history, outcome = [EMPTY] * n_games, [[] for _ in range(n_games)], [None] * n_games
-    kinds = [opponents[(g // 2) % len(opponents)] for g in range(n_games)]
-    lobe_seats = [(0, 1) if kinds[g] == "self" else (g % 2,) for g in range(n_games)]
-    while any(o is None for o in outcome):
-        seat = {g: "xo".index(mark_to_move(boards[g])) for g in range(n_games) if outcome[g] is None}
-        mine = [g for g in seat if seat[g] in lobe_seats[g]]
-        if mine:                                                # the lobe's moves, batched
-            ctx = [board_ids(boards[g]) for g in mine]
-            actions, texts = sample(left, ctx, MOVE_TOKENS, cfg.temperature)
-            for g, c, a, text in zip(mine, ctx, actions, texts):
-                history[g].append((seat[g], boards[g], c, a))
-                m = READER.read_move(text)
-                if m not in moves(boards[g]):                   # forfeit: the mover loses
-                    outcome[g] = (-1, 1) if seat[g] == 0 else (1, -1)
-                else:
-                    boards[g] = after(boards[g], m)
-        for g in seat:
-            if outcome[g] is None and seat[g] not in lobe_seats[g]:   # the opponent's move
-                history[g].append((seat[g], boards[g], None, None))
-                boards[g] = after(boards[g], opponent_move(kinds[g], boards[g], rng))
-            if outcome[g] is None and is_over(boards[g]):
-                w = winner(boards[g])
-                outcome[g] = (0, 0) if w is None else (1, -1) if w == "x" else (-1, 1)
-    return history, outcome
+    """n_games of tic-tac-toe in one batch (games.tictactoe.play_batch); the left lobe samples its
+    moves at `temperature`. Returns history[g] = [(seat, board, context or None, action or None)]
+    and outcome[g] = (r_X, r_O)."""
+    def mover(boards):
+        ctx = [board_ids(b) for b in boards]
+        actions, texts = sample(left, ctx, MOVE_TOKENS, cfg.temperature)
+        return [(t, (c, a)) for t, c, a in zip(texts, ctx, actions)]
+    history, outcome = play_batch(n_games, opponents, mover, rng)
+    return [[(seat, board, *(note or (None, None))) for seat, board, note in h] for h in history], outcome
 
 
 def td_targets(history, outcome, values, cfg):
@@ -385,7 +325,7 @@ def move_scores(right, boards, texts):
     (the critic scores a position for the side to move, here the opponent)."""
     scores, ask = [0.0] * len(boards), []
     for i, (b, text) in enumerate(zip(boards, texts)):
-        m = READER.read_move(text)
+        m = read_move(text)
         if m in moves(b):
             nxt = after(b, m)
             if is_over(nxt):
@@ -445,7 +385,7 @@ def games_iteration(left, right, ref, opt_left, opt_right, task, rng, cfg):
     rounds = self_play_games(left, right, ref, opt_left, [e[1] for e, _ in mine], cfg)
     seat_of = [g % 2 for g in range(len(outcome))]
     score = sum(o[s] for o, s in zip(outcome, seat_of)) / len(outcome)
-    forfeits = sum(e[2] is not None and READER.read_move(decode_answer(e[3])) not in moves(e[1]) for e, _ in mine)
+    forfeits = sum(e[2] is not None and read_move(decode_answer(e[3])) not in moves(e[1]) for e, _ in mine)
     return dict(stats, loss_right=loss_right.item(), reward=score, forfeits=forfeits, self_play=rounds)
 
 
@@ -459,7 +399,7 @@ def evaluate_games(left):
     texts = []
     for i in range(0, len(boards), 1024):
         texts += left.answer([to_prompt(b) for b in boards[i:i + 1024]], MOVE_TOKENS)
-    table = {b: READER.read_move(t) for b, t in zip(boards, texts)}
+    table = {b: read_move(t) for b, t in zip(boards, texts)}
     r = {"illegal": sum(table[b] not in moves(b) for b in boards) / len(boards)}
     for seat in (0, 1):
         out = exact_outcome(lambda b: table[b], seat)
@@ -499,14 +439,13 @@ def main(cfg: Config):
     task = None if games else load_task(cfg.task)
     test = ood = None
     if not games:
-        test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
-        if not cfg.max_new_tokens:
-            cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+        cfg, test, ood = train_sft.eval_splits(cfg, task)
     seed_everything(cfg.seed)
     left, right, ref, ref_path, ckpt = warm_start(cfg, device)
     opt_left = make_optimizer(left, cfg.lr_left, cfg.weight_decay)
     opt_right = make_optimizer(right, cfg.lr_right, cfg.weight_decay)
-    evaluate = (lambda: evaluate_games(left)) if games else (lambda: evaluate_tasks(left, right, task, test, ood, cfg))
+    evaluate = (lambda: evaluate_games(left)) if games else (lambda: evaluate_pair(left, right, task, test, ood, cfg.idl_limit, cfg.threshold,
+                                                                      cfg.max_new_tokens))
     iteration = games_iteration if games else tasks_iteration
     start, rows = 0, []
     if cfg.init_from == "resume":
@@ -515,10 +454,11 @@ def main(cfg: Config):
         set_rng_state(ckpt["rng"])
     else:
         rows = [dict(iter=0, **evaluate(), minutes=0.0)]
-        print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[0].items()))
     print(f"{'games' if games else 'tasks'} mode, {cfg.task}: left {left.num_params():,} + right "
           f"{right.num_params():,} parameters on {device}")
     log = Logger(cfg.out_dir, start, cfg.iters, "actor-critic", cfg.wandb_project, dataclasses.asdict(cfg))
+    if not start:
+        log.print_row(rows[0], digits=4)
     t0 = time.time() - 60 * rows[-1]["minutes"]
     for it in range(start, cfg.iters):                                   # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")   # the minibatch, reproducible for exact resume
@@ -531,7 +471,7 @@ def main(cfg: Config):
         row = dict(iter=it + 1, **evaluate(), **stats, minutes=(time.time() - t0) / 60)
         rows.append(row)
         log.log(it + 1, **row)
-        log.print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log.print_row(row, digits=4)
         save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=cfg.task,
                    iteration=it + 1, rows=rows, ref_path=ref_path)
     log.close()

@@ -213,9 +213,7 @@ def main(cfg: Config):
     temps = check(cfg)
     device = get_device(cfg.device)
     task = load_task(cfg.task)
-    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
-    if not cfg.max_new_tokens:
-        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    cfg, test, ood = train_sft.eval_splits(cfg, task)
     seed_everything(cfg.seed)
     left, right, ckpt = warm_start(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
@@ -249,7 +247,7 @@ def main(cfg: Config):
                        gap_fake=stats["gap_fake"], gap_real=stats["gap_real"], minutes=(time.time() - t0) / 60)
             rows.append(row)
             log.log(step + 1, **row)
-            log.print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            log.print_row(row)
             save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=task.name,
                        step=step + 1, rows=rows)
     log.close()

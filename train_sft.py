@@ -145,6 +145,28 @@ def warm_start(path, task, device, seed, max_iters=0, **overrides):
     return path
 
 
+def restore(cfg, ckpt_path, device, **state):
+    """--init_from: scratch -> (0, {}); resume -> load every module/optimizer in state from the
+    checkpoint under its name (left, right, opt_left, ...) and the RNG; returns (step, results)."""
+    if cfg.init_from == "scratch":
+        return 0, {}
+    if cfg.init_from != "resume":
+        raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
+    ckpt = load_checkpoint(ckpt_path, device)
+    for name, obj in state.items():
+        obj.load_state_dict(ckpt[name])
+    set_rng_state(ckpt["rng"])
+    return ckpt["step"], ckpt.get("results", {})
+
+
+def eval_splits(cfg, task):
+    """The test and ood problems, and cfg with max_new_tokens filled in (0: longest ood answer + 4)."""
+    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
+    if not cfg.max_new_tokens:
+        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    return cfg, test, ood
+
+
 def build_lobes(cfg, device):
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
     rcfg = dataclasses.replace(lcfg, n_layer=cfg.right_n_layer or cfg.n_layer)
@@ -227,18 +249,9 @@ def main(cfg: Config):
     left, right, lcfg, rcfg = build_lobes(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
     opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
-    ckpt_path, start, results = os.path.join(cfg.out_dir, "ckpt.pt"), 0, {}
-    if cfg.init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path, device)
-        left.load_state_dict(ckpt["left"]), right.load_state_dict(ckpt["right"])
-        opt_left.load_state_dict(ckpt["opt_left"]), opt_right.load_state_dict(ckpt["opt_right"])
-        start, results = ckpt["step"], ckpt.get("results", {})
-        set_rng_state(ckpt["rng"])
-    elif cfg.init_from != "scratch":
-        raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
-    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
-    if not cfg.max_new_tokens:
-        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    start, results = restore(cfg, ckpt_path, device, left=left, right=right, opt_left=opt_left, opt_right=opt_right)
+    cfg, test, ood = eval_splits(cfg, task)
     print(f"task {task.name}: left lobe {left.num_params():,} parameters, right lobe {right.num_params():,}, on {device}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "sft", cfg.wandb_project, dataclasses.asdict(cfg))
     t0 = time.time() - 60 * results.get("minutes", 0.0)
@@ -301,17 +314,9 @@ def main_wide(cfg: Config):
     seed_everything(cfg.seed)
     model, wcfg = build_wide(cfg, device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    ckpt_path, start, results = os.path.join(cfg.out_dir, "ckpt.pt"), 0, {}
-    if cfg.init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(ckpt["left"]), opt.load_state_dict(ckpt["opt_left"])
-        start, results = ckpt["step"], ckpt.get("results", {})
-        set_rng_state(ckpt["rng"])
-    elif cfg.init_from != "scratch":
-        raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
-    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
-    if not cfg.max_new_tokens:
-        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    start, results = restore(cfg, ckpt_path, device, left=model, opt_left=opt)
+    cfg, test, ood = eval_splits(cfg, task)
     gpt = equal_depth_config(wcfg)
     print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} blocks), on {device}; "
           f"the fixed-depth GPT of as many blocks (--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")

@@ -33,7 +33,7 @@ from common import (Logger, autocast, get_device, load_task, make_optimizer, mar
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
-from sln import System, evaluate_system, load_lobes
+from sln import evaluate_pair, load_lobes
 
 
 @dataclass
@@ -145,16 +145,8 @@ def right_step(right, judged, cfg, rng):
 
 
 def evaluate(left, right, task, test, ood, cfg):
-    """Exact match of F (the lateralized IDL) and A (the left lobe alone) on test and ood."""
-    left.eval(), right.eval()
-    F = System("F", left, right, idl_limit=cfg.idl_limit + 1, threshold=cfg.threshold)
-    A = System("A", left)
-    r = {}
-    for name, pairs in (("test", test), ("ood", ood)):
-        f, a = evaluate_system(F, task, pairs, cfg.max_new_tokens), evaluate_system(A, task, pairs, cfg.max_new_tokens)
-        r.update({f"F_{name}": f["acc"], f"A_{name}": a["acc"], f"loops_{name}": f["loops"]})
-    left.train(), right.train()
-    return r
+    """F and A on test and ood (sln.evaluate_pair); F may loop once more than self-play's idl_limit."""
+    return evaluate_pair(left, right, task, test, ood, cfg.idl_limit + 1, cfg.threshold, cfg.max_new_tokens)
 
 
 def warm_start(cfg, device):
@@ -171,9 +163,7 @@ def warm_start(cfg, device):
 def main(cfg: Config):
     device = get_device(cfg.device)
     task = load_task(cfg.task)
-    test, ood = task.dataset("test", cfg.n_eval, cfg.seed), task.dataset("ood", cfg.n_eval, cfg.seed)
-    if not cfg.max_new_tokens:
-        cfg = dataclasses.replace(cfg, max_new_tokens=max(len(answer_ids(a)) for _, a in ood) + 4)
+    cfg, test, ood = train_sft.eval_splits(cfg, task)
     seed_everything(cfg.seed)
     left, right, ckpt = warm_start(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
@@ -222,7 +212,7 @@ def main(cfg: Config):
                    minutes=(time.time() - t0) / 60)
         rows.append(row)
         log.log((t + 1) * cfg.steps_per_iter, **row)
-        log.print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log.print_row(row)
         previous = rejected
         save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=task.name,
                    iteration=t + 1, rows=rows, previous=[list(r) for r in previous])

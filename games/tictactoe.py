@@ -132,6 +132,46 @@ def optimal_policy(board):
     return {m: Fraction(1, len(best)) for m in best}
 
 
+def opponent_move(kind, board, rng):
+    """The opponent's move: uniformly random legal, or uniformly among the optimal moves."""
+    return rng.choice(moves(board) if kind == "random" else optimal_moves(board))
+
+
+def read_move(text):
+    """The cell (0-8) a text names: its first digit 1-9, as the data task reads answers; else None."""
+    m = re.search(r"[1-9]", text)
+    return int(m[0]) - 1 if m else None
+
+
+def play_batch(n_games, opponents, mover, rng):
+    """n_games in lockstep, for a learner that moves in batches. Game g: the learner sits at seat
+    g % 2 against opponents[(g // 2) % len(opponents)]: 'random', 'optimal', or 'self' (it plays
+    both seats). mover(boards) -> [(move text, note)] moves in every game where the learner is to
+    move at once. Returns history[g] = [(seat, board, note)] (note None for the opponent's moves)
+    and outcome[g] = (r_X, r_O) in {+1, 0, -1}; an unreadable or illegal move loses on the spot."""
+    boards, history, outcome = [EMPTY] * n_games, [[] for _ in range(n_games)], [None] * n_games
+    kinds = [opponents[(g // 2) % len(opponents)] for g in range(n_games)]
+    learner = [(0, 1) if kinds[g] == "self" else (g % 2,) for g in range(n_games)]
+    while any(o is None for o in outcome):
+        seat = {g: "xo".index(mark_to_move(boards[g])) for g in range(n_games) if outcome[g] is None}
+        mine = [g for g in seat if seat[g] in learner[g]]
+        for g, (text, note) in zip(mine, mover([boards[g] for g in mine]) if mine else []):
+            history[g].append((seat[g], boards[g], note))
+            m = read_move(text)
+            if m not in moves(boards[g]):                   # forfeit: the mover loses
+                outcome[g] = (-1, 1) if seat[g] == 0 else (1, -1)
+            else:
+                boards[g] = after(boards[g], m)
+        for g in seat:
+            if outcome[g] is None and seat[g] not in learner[g]:   # the opponent's move
+                history[g].append((seat[g], boards[g], None))
+                boards[g] = after(boards[g], opponent_move(kinds[g], boards[g], rng))
+            if outcome[g] is None and is_over(boards[g]):
+                w = winner(boards[g])
+                outcome[g] = (0, 0) if w is None else (1, -1) if w == "x" else (-1, 1)
+    return history, outcome
+
+
 def optimal_player(game, rng):
     """The perfect player for a TicTacToe game: a uniformly random optimal move."""
     return str(rng.choice(optimal_moves(game.board)) + 1)
@@ -173,8 +213,7 @@ class TicTacToe(Game):
         return str(move + 1)
 
     def read_move(self, text):
-        m = re.search(r"[1-9]", text)  # the first digit 1-9, as the data task reads answers
-        return int(m[0]) - 1 if m else None
+        return read_move(text)
 
     def clone(self):
         game = TicTacToe()

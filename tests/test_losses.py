@@ -164,7 +164,8 @@ def test_spin_loss_is_the_batch_mean():
 
 # -----------------------------------------------------------------------------
 # Actor-critic: eq 8 (ppo_clip_loss), TD/GAE, eq 2 (token_kl), reward_transform
-from losses import gae_advantages, ppo_clip_loss, reward_transform, td_errors, token_advantages, token_kl  # noqa: E402
+from losses import (gae_advantages, leave_one_out_baseline, ppo_clip_loss, reward_transform, td_errors,  # noqa: E402
+                    token_advantages, token_kl)
 
 
 def test_ppo_clip_loss_by_hand_clips_only_the_side_that_would_overshoot():
@@ -313,3 +314,10 @@ def test_gan_generator_losses_by_hand_and_their_gradients():
     s.grad = None
     gan_generator_loss_nonsaturating(s).backward()
     close(s.grad, [-0.9 / 2, -0.5 / 2])
+
+
+def test_leave_one_out_baseline_by_hand():
+    # prompt 0: sample 0 has rewards 1, 0 (two IDL loops), sample 1 has 1; prompt 1: one sample only
+    r = torch.tensor([1.0, 0.0, 1.0, 0.5])
+    b = leave_one_out_baseline(r, prompt_of=[0, 0, 0, 1], sample_of=[0, 0, 1, 2])
+    torch.testing.assert_close(b, torch.tensor([1.0, 1.0, 0.5, 0.0]))   # others' mean; none -> 0
