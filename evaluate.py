@@ -20,7 +20,7 @@ and generated tokens per answer, and for tic-tac-toe the exact loss rate against
 player from each seat (games/tictactoe.py, every reply enumerated). Writes results/results.json,
 results/table.md, plots when matplotlib is installed, and the README's Table 1 section.
 
-    $ python evaluate.py --quick      # 3 seeds, small models, short training: ~15 min on 2 CPU cores
+    $ python evaluate.py --quick      # one seed, small models, short training: a look in minutes
     $ python evaluate.py              # the full run (each task's train_sft recipe below)
     $ python evaluate.py --ckpt=out/spin/ckpt.pt --systems=A,B,F   # one pair checkpoint of yours
 """
@@ -28,8 +28,10 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ import torch
 import train_sft
 from common import UsageError, get_device, load_checkpoint, load_task, run
 from games.tictactoe import exact_outcome, read_move, to_prompt
-from lobes import answer_ids, prompt_ids
+from lobes import answer_ids, answer_logprobs, prompt_ids
 from sln import SYSTEMS, evaluate_system, load_lobes, load_system
 
 
@@ -48,22 +50,23 @@ class Config:
     tasks: str = "addition,parity,wordproblems,tictactoe"  # comma-separated tasks
     systems: str = "A,A=,B,C,D,E,F,G"  # comma-separated systems (see the docstring)
     seeds: str = "1337,1,2"           # training seeds; the table gives mean ± standard deviation
-    quick: bool = False               # small lobes, short training, 200 problems per split
-    out_dir: str = "out/table"        # checkpoints: out_dir/<task>/seed<seed>/<pair|single|wide>/
-    results_dir: str = "results"      # results.json, table.md and the plots are written here
-    readme: str = "README.md"         # rewrite this file's Table 1 section ('' = leave it alone)
+    quick: bool = False               # one seed, small models, short training (QUICK below); a look, not the table
+    out_dir: str = ""                 # checkpoints: out_dir/<task>/seed<seed>/<pair|single|wide>/ ('': out/table, --quick out/quick)
+    results_dir: str = ""             # results.json, table.md and the plots ('': results, --quick results/quick)
+    readme: str = ""                  # rewrite this file's Table 1 section ('': README.md, --quick none; none)
     ckpt: str = ""                    # evaluate this pair checkpoint only (its task, no training)
     ckpt_equal: str = ""              # with --ckpt: a single GPT as large as the pair, for A=
     idl_limit: int = 4                # most IDL loops of B, C, D, F
     threshold: float = 0.5            # the right lobe's acceptance threshold (B, F)
-    n_eval: int = 500                 # problems per split (--quick: 200)
+    n_eval: int = 500                 # problems per split (--quick: at most 200)
     device: str = "auto"              # auto | cpu | cuda | mps
 
 
 # train_sft settings per task for the full run (the rest are train_sft's defaults), and what
 # --quick changes on top of them. Each model below is one train_sft run per task and seed.
-RECIPES = {"addition": {}, "parity": {}, "wordproblems": {"max_iters": 1500}, "tictactoe": {}}
-WIDE = {"parity": {"expert_window": 3, "train_loops": 12}}  # + for the wide SLN (train_sft --arch=wide)
+RECIPES = {"addition": {}, "parity": {}, "tictactoe": {},
+           "wordproblems": {"max_iters": 1000, "batch_size": 32, "n_eval": 200, "eval_interval": 250}}
+WIDE = {"parity": {"window": 3, "train_loops": 12}}  # + for the wide SLN (train_sft --arch=wide)
 QUICK = {"n_layer": 2, "n_embd": 64, "max_iters": 300, "batch_size": 32, "n_eval": 100, "eval_interval": 300,
          "train_loops": 8, "max_loops": 16}
 MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}  # which checkpoint each system is built from
@@ -230,14 +233,13 @@ def plot(summary, out_dir):
     print(f"wrote {os.path.join(out_dir, 'table1.png')}")
 
 
-def write_results(cfg, runs, minutes, trained):
+def write_results(cfg, command, runs, minutes, trained):
     """results.json (every run and the summary), table.md (the tables and the claims), the plot,
     and the README's Table 1 section, rewritten between its markers."""
     summary = summarise(runs)
-    changed = [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items() if v != getattr(Config, k)]
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
     hardware = cpu + (f", {torch.cuda.get_device_name()}" if get_device(cfg.device).type == "cuda" else ", no GPU")
-    meta = dict(command=" ".join(["python evaluate.py"] + changed), hardware=hardware, torch=torch.__version__,
+    meta = dict(command=command, hardware=hardware, torch=torch.__version__,
                 minutes=round(minutes, 1), train_minutes=round(trained, 1), seeds=cfg.seeds,
                 date=time.strftime("%Y-%m-%d"))
     os.makedirs(cfg.results_dir, exist_ok=True)
@@ -246,7 +248,7 @@ def write_results(cfg, runs, minutes, trained):
     md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, torch {meta['torch']}, plus "
           f"{meta['train_minutes']} minutes of training for its {sum(len(s) for s in runs.values())} task-seed "
           "cells (the checkpoints' own training clocks; a run reuses the checkpoints it finds), seeds "
-          f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval if not cfg.quick else min(cfg.n_eval, 200)} "
+          f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval} "
           "problems per split.\n\n"
           + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}" for task, systems in summary.items())
           + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n" + claims(summary) + "\n")
@@ -254,7 +256,7 @@ def write_results(cfg, runs, minutes, trained):
         f.write(md)
     print("\n" + md)
     plot(summary, cfg.results_dir)
-    if cfg.readme:
+    if cfg.readme != "none":
         write_readme(cfg.readme, md)
 
 
@@ -284,10 +286,26 @@ def probe_right(right, task, pairs):
     return rates, (s_true > 0).float().mean().item()
 
 
+@torch.no_grad()
+def judges(right, task, pairs):
+    """Two judges inside one right lobe, each scored as train_sft scores it (mean of the accuracy on
+    y_true and on one task.corrupt of it): the score head (eq 7), and the lobe's own language model
+    (eq 1) read as a verifier that accepts an answer iff it predicts every answer token with p > 1/2."""
+    rng = random.Random(0)
+    rows = [(p, a, True) for p, a in pairs] + [(p, task.corrupt(p, a, rng), False) for p, a in pairs]
+    prompts, answers = [prompt_ids(p) for p, _, _ in rows], [answer_ids(a) for _, a, _ in rows]
+    good = torch.tensor([y for _, _, y in rows])
+    head = right.score([p + a for p, a in zip(prompts, answers)]) > 0
+    logp, _ = answer_logprobs(right, prompts, answers)     # 0 off the answer tokens
+    lm = logp.min(1).values > math.log(0.5)
+    accuracy = lambda accept: (accept[good].float().mean() + (~accept[~good]).float().mean()).item() / 2
+    return accuracy(head), accuracy(lm)
+
+
 # -----------------------------------------------------------------------------
 def one_checkpoint(cfg, kinds, device):
     """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task, plus
-    the per-digit probe of its right lobe. Prints; writes nothing."""
+    the per-digit probe of its right lobe and its two judges. Prints; writes nothing."""
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
         raise UsageError("with --ckpt, choose systems among A B C D F (and A= together with --ckpt_equal)")
     task = load_task(load_checkpoint(cfg.ckpt)["task"])
@@ -299,14 +317,34 @@ def one_checkpoint(cfg, kinds, device):
         run_[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
     summary = summarise({task.name: {"one": run_}})[task.name]
     print(task_table(task.name, summary))
-    rates, accept = probe_right(load_lobes(cfg.ckpt, device)[1], task, splits["test"])
+    right = load_lobes(cfg.ckpt, device)[1]
+    rates, accept = probe_right(right, task, splits["test"])
     print(f"\nright lobe on test: accepts {accept:.1%} of true answers; rejects answers with answer character i "
           "changed:\n| i | " + " | ".join(map(str, range(len(rates)))) + " |\n|---|" + "---|" * len(rates) +
           "\n| rejected | " + " | ".join(f"{r:.0%}" for r in rates) + " |")
+    print("\n| right lobe as a judge of y_true vs a corruption | test | ood |\n|---|---|---|")
+    for name, accs in zip(("score head (eq 7)", "its language model (every answer token p > 1/2)"),
+                          zip(*(judges(right, task, splits[s]) for s in ("test", "ood")))):
+        print(f"| {name} | {accs[0]:.1%} | {accs[1]:.1%} |")
     return run_
 
 
+def resolve(cfg):
+    """Fill what was left empty with the mode's defaults: the full run writes out/table, results/
+    and the README; --quick writes out/quick and results/quick, uses the first seed only unless
+    --seeds is given, at most 200 problems per split, and leaves the README alone."""
+    q = cfg.quick
+    return dataclasses.replace(
+        cfg, out_dir=cfg.out_dir or ("out/quick" if q else "out/table"),
+        results_dir=cfg.results_dir or ("results/quick" if q else "results"),
+        readme=cfg.readme or ("none" if q else "README.md"), n_eval=min(cfg.n_eval, 200) if q else cfg.n_eval,
+        seeds=cfg.seeds.split(",")[0] if q and cfg.seeds == Config.seeds else cfg.seeds)
+
+
 def main(cfg: Config):
+    command = " ".join(["python evaluate.py"] + [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()
+                                                 if v != getattr(Config, k)])
+    cfg = resolve(cfg)
     device = get_device(cfg.device)
     kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
     if not kinds or any(k not in SYSTEMS and k != "A=" for k in kinds):
@@ -320,12 +358,12 @@ def main(cfg: Config):
         seeds = [int(s) for s in cfg.seeds.split(",")]
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, got {cfg.seeds!r}") from None
-    n_eval, t0, runs = min(cfg.n_eval, 200) if cfg.quick else cfg.n_eval, time.time(), {}
+    t0, runs = time.time(), {}
     for name in tasks:
         task = load_task(name)
         for seed in seeds:
             paths = {m: train(cfg, name, seed, m) for m in MODELS if any(model_of(k) == m for k in kinds)}
-            splits = {s: task.dataset(s, n_eval, seed) for s in ("test", "ood")}
+            splits = {s: task.dataset(s, cfg.n_eval, seed) for s in ("test", "ood")}
             max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
             runs.setdefault(name, {})[str(seed)] = r = {}
             for k in kinds:
@@ -336,7 +374,7 @@ def main(cfg: Config):
     used = {os.path.join(cfg.out_dir, t, f"seed{s}", m, "ckpt.pt") for t in tasks for s in seeds
             for m in MODELS if any(model_of(k) == m for k in kinds)}
     trained = sum(load_checkpoint(p).get("results", {}).get("minutes", 0.0) for p in used)
-    write_results(cfg, runs, (time.time() - t0) / 60, trained)
+    write_results(cfg, command, runs, (time.time() - t0) / 60, trained)
     return runs
 
 

@@ -1,6 +1,7 @@
 """evaluate.py: the table builder on a fake result set, and the whole pipeline (train, measure,
 write results/ and the README section) on tiny models."""
 import json
+import math
 
 import pytest
 import torch
@@ -100,3 +101,27 @@ def test_tictactoe_loss_rates_are_exact():
     # the first free cell, always: X fills 1, 2, 3 ... and the perfect O wins; as O it loses too
     first = evaluate.tictactoe_losses(Scripted(lambda p: str(moves(from_prompt(p))[0] + 1)))
     assert first[0] == 1.0 and first[1] == 1.0
+
+
+def test_judges_score_the_head_and_the_language_model_as_train_sft_does(monkeypatch):
+    from types import SimpleNamespace
+    from data import get_task
+    pairs = get_task("addition").dataset("test", 5, 0)
+    accept_all = SimpleNamespace(score=lambda seqs: torch.ones(len(seqs)))   # a head that accepts everything
+    # a language model sure of every true answer token (log p = 0) and at p = e^-2 on one token of each corruption
+    monkeypatch.setattr(evaluate, "answer_logprobs",
+                        lambda right, prompts, answers: (torch.tensor([[0.0]] * 5 + [[-2.0]] * 5), None))
+    assert evaluate.judges(accept_all, get_task("addition"), pairs) == (0.5, 1.0)
+    # p = 0.6 > 1/2 on the corruptions: the language model accepts them too
+    monkeypatch.setattr(evaluate, "answer_logprobs",
+                        lambda right, prompts, answers: (torch.tensor([[0.0]] * 5 + [[math.log(0.6)]] * 5), None))
+    assert evaluate.judges(accept_all, get_task("addition"), pairs) == (0.5, 0.5)
+
+
+def test_quick_writes_its_own_folders_one_seed_and_leaves_the_readme_alone():
+    full, quick = evaluate.resolve(evaluate.Config()), evaluate.resolve(evaluate.Config(quick=True))
+    assert (full.out_dir, full.results_dir, full.readme, full.seeds) == ("out/table", "results", "README.md", "1337,1,2")
+    assert (quick.out_dir, quick.results_dir, quick.readme, quick.seeds, quick.n_eval) == \
+        ("out/quick", "results/quick", "none", "1337", 200)
+    mine = evaluate.resolve(evaluate.Config(quick=True, seeds="1,2", readme="R.md", out_dir="o"))
+    assert (mine.seeds, mine.readme, mine.out_dir) == ("1,2", "R.md", "o")
