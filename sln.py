@@ -388,3 +388,19 @@ def by_length(system, task, pairs, max_new_tokens=16):
         r = evaluate_system(system, task, groups[n], max_new_tokens)
         rows.append((n, len(groups[n]), r["acc"], r["loops"]))
     return rows
+
+
+# the prompt lengths by_length's rows are pooled into: parity trains on 1-10 bits, ood is 11-20
+LENGTH_BUCKETS = {"parity": ((1, 10), (11, 15), (16, 20))}
+
+
+def pool(rows, buckets):
+    """by_length's rows [(length, n, acc, loops)] pooled into buckets ((lo, hi), ...), inclusive,
+    weighted by problem count: [(lo, hi, n, acc, loops)], empty buckets left out."""
+    out = []
+    for lo, hi in buckets:
+        inside = [r for r in rows if lo <= r[0] <= hi]
+        n = sum(r[1] for r in inside)
+        if n:
+            out.append((lo, hi, n, sum(r[1] * r[2] for r in inside) / n, sum(r[1] * r[3] for r in inside) / n))
+    return out

@@ -21,6 +21,7 @@ main() to make one. Runs in minutes on a laptop CPU:
     $ python train_sft.py --arch=wide --task=parity --window=3   # the wide SLN (systems E and G)
 """
 import dataclasses
+import math
 import os
 import random
 import time
@@ -34,7 +35,7 @@ from common import (Logger, UsageError, autocast, get_device, load_checkpoint, l
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
 from losses import critic_loss, halting_loss, pavlovian_targets, sft_loss
-from sln import WideConfig, WideSLN, by_length, equal_depth_config, evaluate_system
+from sln import LENGTH_BUCKETS, WideConfig, WideSLN, by_length, equal_depth_config, evaluate_system, pool
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Config:
     halt_beta: float = 0.01       # wide: weight of KL(halting distribution || prior)
     balance_weight: float = 0.01  # wide: weight of the load-balancing loss of every gate
     window: int = 0               # wide: attention sees a token and the window - 1 before it (0: all)
+    grow_iters: int = 0           # wide: over the first grow_iters steps the longest training prompt grows
+                                  #   from 2 characters to the longest the train split has (0: off)
+    loop_weight: float = 0.0      # wide: weight of eq 1 averaged over every loop; > 0 also stops the halting
+                                  #   loss's gradient into the answers (it then trains only the stop probabilities)
 
 
 # -----------------------------------------------------------------------------
@@ -190,13 +195,29 @@ def wide_step(model, prompts, answers, cfg):
     logits, lam, balance = model(idx[:, :-1], at, cfg.train_loops)        # (N, B, T, V), (2, B, N)
     mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, idx.device)
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
-    # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the same loops
-    loss_e, p_e = halting_loss(ce, lam[0], cfg.halt_prior, cfg.halt_beta)
-    loss_g, p_g = halting_loss(ce, lam[1], cfg.halt_prior, cfg.halt_beta)
+    # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the same loops.
+    # With loop_weight, every loop is taught the answer (deep supervision) and the halting loss sees the
+    # CE as fixed: it learns to stop at the first loop whose answer is right, not to make early loops lazy
+    halt_ce = ce.detach() if cfg.loop_weight else ce
+    loss_e, p_e = halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)
+    loss_g, p_g = halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)
     n = torch.arange(1, cfg.train_loops + 1, device=idx.device)
     stats = dict(ponder_E=(p_e * n).sum(1).mean().item(), ponder_G=(p_g * n).sum(1).mean().item(),
                  ce_last=ce[:, -1].detach().mean().item(), balance=float(balance.detach()))
-    return (loss_e + loss_g) / 2 + cfg.balance_weight * balance, stats
+    return (loss_e + loss_g) / 2 + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance, stats
+
+
+def wide_batch(task, rng, size, lengths, grown):
+    """size train problems whose prompts are at most 2 + grown * (longest - 2) characters, and never
+    fewer than the shortest (lengths = (shortest, longest), grown in [0, 1]): a curriculum inside the
+    train split, short prompts first (parity: few bits, few loops); grown >= 1 takes every prompt."""
+    lo, hi = lengths
+    cap, pairs = max(lo, 2 + grown * (hi - 2)) if grown < 1 else math.inf, []
+    while len(pairs) < size:
+        p, a = task.sample(rng, "train")
+        if len(p) <= cap:
+            pairs.append((p, a))
+    return pairs
 
 
 def build_wide(cfg, device):
@@ -235,6 +256,11 @@ def print_wide_tables(model, task, results, test, ood, max_new_tokens):
         for (n, count, acc_e, loops_e), (_, _, acc_g, loops_g) in zip(rows["E"], rows["G"]):
             print(f"| {n} | {count} | {acc_e:.1%} | {loops_e:.1f} | {acc_g:.1%} | {loops_g:.1f} |")
         model.kind = "E"
+        if task.name in LENGTH_BUCKETS:  # the same rows pooled (parity: the train lengths, then ood)
+            pooled = [pool(rows[kind], LENGTH_BUCKETS[task.name]) for kind in "EG"]
+            print("\n| lengths | problems | E acc | E loops | G acc | G loops |\n|---|---|---|---|---|---|")
+            for (lo, hi, count, acc_e, loops_e), (*_, acc_g, loops_g) in zip(*pooled):
+                print(f"| {lo}-{hi} | {count} | {acc_e:.1%} | {loops_e:.1f} | {acc_g:.1%} | {loops_g:.1f} |")
 
 
 # -----------------------------------------------------------------------------
@@ -318,6 +344,7 @@ def main_wide(cfg: Config):
     start, results = restore(cfg, ckpt_path, device, left=model, opt_left=opt)
     cfg, test, ood = eval_splits(cfg, task)
     gpt = equal_depth_config(wcfg)
+    lengths = sorted(len(task.sample(random.Random(i), "train")[0]) for i in range(200))[::199]  # min, max
     print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} blocks), on {device}; "
           f"the fixed-depth GPT of as many blocks (--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "sft-wide", cfg.wandb_project, dataclasses.asdict(cfg))
@@ -337,7 +364,7 @@ def main_wide(cfg: Config):
         if step == cfg.max_iters:
             break
         rng = random.Random(f"{cfg.seed}/{step}")       # a fresh train batch, reproducible on resume
-        pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        pairs = wide_batch(task, rng, cfg.batch_size, lengths, step / cfg.grow_iters if cfg.grow_iters else 1.0)
         lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
         with autocast(device):
             loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs], [answer_ids(a) for _, a in pairs], cfg)

@@ -16,7 +16,7 @@ import torch
 import train_sft
 from common import UsageError, load_checkpoint
 from lobes import Lobe
-from sln import SYSTEMS, System, WideConfig, WideSLN, equal_depth_config, load_lobes, load_system, save_system
+from sln import SYSTEMS, System, WideConfig, WideSLN, equal_depth_config, load_lobes, load_system, pool, save_system
 
 CFG = WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=8)
 PROMPTS = ["0110", "1", "1011101", "00", "111111111"]
@@ -141,6 +141,8 @@ def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
     assert 1 <= results["G_loops_ood"] <= 6
     out = capsys.readouterr().out
     assert "the fixed-depth GPT of as many blocks (--n_layer=4)" in out and "| prompt length |" in out
+    pooled = out[out.index("| lengths |"):].splitlines()[2:4]           # parity: 1-10 and 11-20 pooled
+    assert [r.split(" | ")[0] for r in pooled] == ["| 1-10", "| 11-15"] and pooled[0].split(" | ")[1] == "12"
     ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
     assert ckpt["step"] == 4 and ckpt["wide_config"]["n_expert"] == 1 and ckpt["config"]["arch"] == "wide"
     with open(tmp_path / "metrics.jsonl") as f:
@@ -172,3 +174,45 @@ def test_window_lets_a_token_see_itself_and_the_window_minus_one_before_it():
     assert WideSLN(CFG).mask(4, "cpu") is None          # window 0: plain causal attention
     expected = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], dtype=torch.bool)
     assert torch.equal(model.mask(4, "cpu"), expected)
+
+
+def test_pool_weights_each_length_by_its_problem_count():
+    rows = [(1, 10, 1.0, 2.0), (10, 30, 0.5, 4.0), (12, 20, 0.25, 8.0), (16, 5, 0.0, 9.0)]
+    assert pool(rows, ((1, 10), (11, 15), (16, 20), (21, 30))) == [
+        (1, 10, 40, (10 * 1.0 + 30 * 0.5) / 40, (10 * 2.0 + 30 * 4.0) / 40),   # 0.625, 3.5
+        (11, 15, 20, 0.25, 8.0), (16, 20, 5, 0.0, 9.0)]                      # empty 21-30 left out
+
+
+def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities():
+    from lobes import answer_ids, pad_right, prompt_ids, span_mask
+    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    cfg = replace(TINY, loop_weight=0.5, balance_weight=0.0)
+    grads = []
+    for way in ("wide_step", "by hand"):
+        model = wide(5)
+        if way == "wide_step":
+            loss, _ = train_sft.wide_step(model, prompts, answers, cfg)
+        else:  # the answers' gradient is loop_weight * the mean CE over loops, nothing from halting
+            idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], "cpu")
+            logits, _, _ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
+            mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, "cpu")
+            loss = 0.5 * train_sft.loop_ce(logits, idx[:, 1:], mask).mean()
+        loss.backward()
+        grads.append(model.ln_f.weight.grad.clone())
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_wide_batch_grows_the_longest_prompt_from_two_characters():
+    import random
+    from data import get_task
+    task = get_task("parity")
+    short = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 0.0)
+    half = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 0.5)
+    full = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 1.0)
+    assert len(short) == len(full) == 64 and max(len(p) for p, _ in short) <= 2
+    assert max(len(p) for p, _ in half) == 6 and max(len(p) for p, _ in full) == 10   # 2 + 0.5 * 8
+    rng = random.Random(0)                                                       # grown 1: no filter
+    assert full == [task.sample(rng, "train") for _ in range(64)]
+    assert all(a == str(p.count("1") % 2) for p, a in short)
+    add = get_task("addition")                     # every prompt 17 characters: the cap never falls below them
+    assert len(train_sft.wide_batch(add, random.Random(0), 8, (17, 17), 0.0)) == 8
