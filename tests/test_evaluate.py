@@ -39,8 +39,8 @@ def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
 
 
 def tiny_recipe(monkeypatch):
-    monkeypatch.setattr(evaluate, "QUICK", dict(n_layer=2, n_head=2, n_embd=32, max_iters=2, batch_size=4,
-                                                n_eval=4, eval_interval=2, train_loops=2, max_loops=3))
+    tiny = dict(n_layer=2, n_head=2, n_embd=32, max_iters=2, batch_size=4, n_eval=4, eval_interval=2)
+    monkeypatch.setattr(evaluate, "QUICK", {"pair": tiny, "wide": dict(tiny, train_loops=2, max_loops=3)})
 
 
 def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, monkeypatch, capsys):
@@ -54,7 +54,9 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     assert set(runs) == {"addition", "tictactoe"} and set(runs["addition"]) == {"0", "1"}
     for name, r in runs["tictactoe"]["1"].items():
         assert 0 <= r["loss_as_x"] <= 1 and 0 <= r["loss_as_o"] <= 1
-        assert 1 <= r["ood"]["loops"] <= {"A": 1, "E": 3, "G": 3}.get(name[0], 2)
+        assert 1 <= r["ood"]["loops"] <= {"A": 1}.get(name[0], 2)
+    assert "E" not in runs["tictactoe"]["1"]                          # no wide recipe for tic-tac-toe: no E, G
+    assert 1 <= runs["addition"]["1"]["G"]["ood"]["loops"] <= 3
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["meta"]["command"].startswith("python evaluate.py --tasks=addition,tictactoe")
     assert saved["summary"]["addition"]["F"]["params"][0] == runs["addition"]["0"]["F"]["params"]
@@ -65,6 +67,9 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     again = evaluate.main(cfg)                      # every checkpoint is there: nothing is trained twice
     assert "trained addition" not in capsys.readouterr().out
     assert again["addition"]["0"]["F"]["test"] == runs["addition"]["0"]["F"]["test"]
+    monkeypatch.setitem(evaluate.QUICK["pair"], "max_iters", 3)  # a changed recipe never reuses an old checkpoint
+    with pytest.raises(UsageError, match="another recipe"):
+        evaluate.main(cfg)
 
 
 def test_one_checkpoint_mode_and_bad_lists_are_usage_errors(tmp_path):
