@@ -14,8 +14,9 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
 
 For every task and seed it trains what is missing with train_sft.main: a pair of lobes (A-D, F),
-a single GPT as large as the pair (A=) and a wide SLN (E, G); checkpoints under out_dir are
-reused, and an interrupted one resumes. Then it measures exact match, IDL loops, forward passes
+a single GPT as large as the pair (A=) and, where WIDE below has a recipe (all but word problems),
+a wide SLN (E, G); checkpoints under out_dir are reused if they follow the same recipe, and an
+interrupted one resumes. Then it measures exact match, IDL loops, forward passes
 and generated tokens per answer, and for tic-tac-toe the exact loss rate against the perfect
 player from each seat (games/tictactoe.py, every reply enumerated). Writes results/results.json,
 results/table.md, plots when matplotlib is installed, and the README's Table 1 section.
@@ -66,11 +67,13 @@ class Config:
 # --quick changes on top of them. Each model below is one train_sft run per task and seed.
 RECIPES = {"addition": {}, "parity": {}, "tictactoe": {},
            "wordproblems": {"max_iters": 1000, "batch_size": 32, "n_eval": 200, "eval_interval": 250}}
-# + for the wide SLN (train_sft --arch=wide); E and G run on these tasks only (below: why)
+# + for the wide SLN (train_sft --arch=wide). E and G run on these tasks only: a wide SLN generates
+# without a KV cache (sln.WideSLN), too slow yet for word problems' long prompts and answers
 WIDE = {"parity": {"n_embd": 64, "max_iters": 1500, "eval_interval": 500, "window": 3, "train_loops": 10,
                    "max_loops": 20, "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0, "grow_iters": 600},
         "addition": {"max_iters": 800, "eval_interval": 400, "train_loops": 6, "max_loops": 8,
                      "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0}}
+WIDE["tictactoe"] = WIDE["addition"]
 QUICK = {"pair": {"n_layer": 2, "n_embd": 64, "max_iters": 600, "batch_size": 32, "n_eval": 100, "eval_interval": 600},
          "wide": {"n_embd": 64, "max_iters": 500, "grow_iters": 200, "n_eval": 100, "eval_interval": 500}}
 MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}  # which checkpoint each system is built from
