@@ -194,18 +194,20 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
           ("F", "B", "a separate right lobe judges better than self-reflection (line 103)")]
 
 
-def verdict(a, b):
+def verdict(a, b, seeds=3):
     """'held' when a's mean beats b's by more than the larger seed spread, 'reversed' when it loses
-    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest)."""
+    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest; with one, no verdict)."""
     diff, spread = a[0] - b[0], max(a[1], b[1])
+    if seeds < 2:
+        return f"{diff:+.1%} (one seed: no spread to judge by)"
     return f"{diff:+.1%}, " + ("held" if diff > spread else "reversed" if diff < -spread else "within the spread")
 
 
-def claims(summary):
+def claims(summary, seeds=3):
     """The paper's claims in plain words, one line each, with the numbers that decide them."""
     lines = []
     for a, b, words in CLAIMS:
-        parts = [f"{task} {split} {verdict(s[a][f'{split}.acc'], s[b][f'{split}.acc'])}"
+        parts = [f"{task} {split} {verdict(s[a][f'{split}.acc'], s[b][f'{split}.acc'], seeds)}"
                  for task, s in summary.items() if a in s and b in s for split in ("test", "ood")]
         if parts:
             lines.append(f"- *{words}*: {a} − {b}: " + "; ".join(parts) + ".")
@@ -265,7 +267,8 @@ def write_results(cfg, command, runs, minutes, trained):
           f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval} "
           "problems per split.\n\n"
           + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}" for task, systems in summary.items())
-          + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n" + claims(summary) + "\n")
+          + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n"
+          + claims(summary, len(cfg.seeds.split(","))) + "\n")
     with open(os.path.join(cfg.results_dir, "table.md"), "w") as f:
         f.write(md)
     print("\n" + md)

@@ -36,6 +36,7 @@ def test_summary_table_and_claims_on_a_fake_result_set():
 def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
     assert evaluate.verdict([0.2, 0.05], [0.5, 0.1]) == "-30.0%, reversed"
     assert evaluate.verdict([0.5, 0.0], [0.5, 0.0]) == "+0.0%, within the spread"
+    assert evaluate.verdict([0.6, 0.0], [0.5, 0.0], seeds=1) == "+10.0% (one seed: no spread to judge by)"
 
 
 def tiny_recipe(monkeypatch):
