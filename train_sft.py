@@ -344,7 +344,8 @@ def main_wide(cfg: Config):
     start, results = restore(cfg, ckpt_path, device, left=model, opt_left=opt)
     cfg, test, ood = eval_splits(cfg, task)
     gpt = equal_depth_config(wcfg)
-    lengths = sorted(len(task.sample(random.Random(i), "train")[0]) for i in range(200))[::199]  # min, max
+    seen = [len(task.sample(random.Random(i), "train")[0]) for i in range(200)]   # prompt lengths in train
+    lengths = (min(seen), max(seen))
     print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} blocks), on {device}; "
           f"the fixed-depth GPT of as many blocks (--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "sft-wide", cfg.wandb_project, dataclasses.asdict(cfg))
