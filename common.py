@@ -240,6 +240,16 @@ def load_checkpoint(path, device="cpu"):
     return ckpt
 
 
+def load_state(module, state, path):
+    """module.load_state_dict(state), where a checkpoint that does not fit the code (written by an
+    older version, or for another model) is a UsageError naming it, not a trace."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[-1].strip()[:120]
+        raise UsageError(f"checkpoint {path} does not fit this code ({first}): retrain it") from None
+
+
 # -----------------------------------------------------------------------------
 # metrics
 def markdown_table(rows, cols):

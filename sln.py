@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import UsageError, load_checkpoint, save_checkpoint
+from common import UsageError, load_checkpoint, load_state, save_checkpoint
 from data.tokenizer import EOS, decode_answer, vocab_size
 from idl import Dialogue, lateralized, speak, tall
 from lobes import Block, Lobe, LobeConfig, pad_right, prompt_ids
@@ -312,7 +312,7 @@ def load_lobes(path, device="cpu", task=None):
     lobes = []
     for side in ("left", "right"):
         lobe = Lobe(LobeConfig(**ckpt[f"{side}_config"])).to(device)
-        lobe.load_state_dict(ckpt[side])
+        load_state(lobe, ckpt[side], path)
         lobes.append(lobe.eval())
     return lobes[0], lobes[1], ckpt
 
@@ -334,7 +334,7 @@ def load_wide(path, kind, device="cpu", threshold=0.5, temperature=0.0, max_loop
     if "wide_config" not in ckpt:
         raise UsageError(f"{path} holds no wide SLN: train one with python train_sft.py --arch=wide")
     model = WideSLN(WideConfig(**ckpt["wide_config"]), kind, threshold, temperature, max_loops).to(device)
-    model.load_state_dict(ckpt["left"])
+    load_state(model, ckpt["left"], path)
     return model.eval()
 
 

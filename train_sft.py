@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import (Logger, UsageError, autocast, get_device, load_checkpoint, load_task, lr_at,
+from common import (Logger, UsageError, autocast, get_device, load_checkpoint, load_state, load_task, lr_at,
                     make_optimizer, optimize, run, save_checkpoint, save_lobes, seed_everything, set_lr, set_rng_state)
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask
@@ -159,7 +159,7 @@ def restore(cfg, ckpt_path, device, **state):
         raise UsageError(f"--init_from must be scratch or resume, got {cfg.init_from!r}")
     ckpt = load_checkpoint(ckpt_path, device)
     for name, obj in state.items():
-        obj.load_state_dict(ckpt[name])
+        load_state(obj, ckpt[name], ckpt_path)
     set_rng_state(ckpt["rng"])
     return ckpt["step"], ckpt.get("results", {})
 

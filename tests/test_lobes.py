@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.tokenizer import EOS, PAD
+from data.tokenizer import EOS, PAD, SEP, VALENCE
 from lobes import answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob
 from losses import sft_loss
 
@@ -266,3 +266,45 @@ def test_answer_scores_score_every_answer_prefix(sharp_lobe):
     for i, (p, a) in enumerate(zip(PROMPTS, ANSWERS)):
         want = sharp_lobe.score([p + a[:j + 1] for j in range(len(a))])
         torch.testing.assert_close(scores[i][mask[i] > 0], want, rtol=0, atol=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# the score reads the lobe's surprise: head(h_t) + judge_weight * log p(answer so far)
+
+def test_score_adds_judge_weight_times_the_log_likelihood_since_the_last_sep(sharp_lobe):
+    # one prompt carries an earlier attempt and its valence: the sum restarts at each <|sep|>
+    seqs = [p + a for p, a in zip(PROMPTS, ANSWERS)] + [prompt_ids("12+34", [("47", VALENCE[3])]) + answer_ids("46")]
+    idx, _ = pad_right(seqs, "cpu")
+    with torch.no_grad():
+        sharp_lobe.judge_weight.fill_(0.0)
+        _, head, _ = sharp_lobe(idx)
+        sharp_lobe.judge_weight.fill_(2.0)
+        _, both, _ = sharp_lobe(idx)
+    for i, s in enumerate(seqs):                                       # the slow reference
+        lp = F.log_softmax(sharp_lobe(torch.tensor([s]))[0][0].detach(), -1)   # row t predicts token t + 1
+        want, total, seen = [], 0.0, False                             # 0 until the first <|sep|>
+        for t, tok in enumerate(s):
+            if tok == SEP:
+                total, seen = 0.0, True
+            elif seen:
+                total += float(lp[t - 1, tok])
+            want.append(total)
+        torch.testing.assert_close((both - head)[i, :len(s)], 2 * torch.tensor(want), rtol=0, atol=1e-4)
+    assert (both - head).abs().max() > 1                               # the control: the term is there
+
+
+def test_a_soft_answer_is_judged_by_its_expected_log_likelihood_and_passes_gradients(sharp_lobe):
+    prompt = prompt_ids("12+34")
+    soft = torch.softmax(torch.randn(1, 3, sharp_lobe.cfg.vocab_size, generator=torch.Generator().manual_seed(0)), -1)
+    soft.requires_grad_(True)
+    p = torch.cat([F.one_hot(torch.tensor([prompt]), sharp_lobe.cfg.vocab_size).float(), soft], 1)
+    with torch.no_grad():
+        sharp_lobe.judge_weight.fill_(0.0)
+        head = sharp_lobe(embeds=p @ sharp_lobe.wte.weight)[1][0, -1]
+        sharp_lobe.judge_weight.fill_(1.0)
+    logits, scores, _ = sharp_lobe(embeds=p @ sharp_lobe.wte.weight)
+    lq = F.log_softmax(logits[0], -1)                               # row t predicts token t + 1
+    want = sum((soft[0, j] * lq[len(prompt) - 1 + j]).sum() for j in range(3))   # sum_t E_p[log q]
+    torch.testing.assert_close(scores[0, -1] - head, want, rtol=0, atol=1e-4)
+    scores[0, -1].backward()
+    assert soft.grad.abs().sum() > 0

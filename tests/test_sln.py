@@ -1,6 +1,8 @@
 """The systems (sln.py): one set of weights for B, parameter counts, save -> load, evaluation."""
+import pytest
 import torch
 
+from common import UsageError
 from data import get_task
 from lobes import Lobe, LobeConfig
 from sln import SYSTEMS, System, equal_params_config, evaluate_system, load_system, save_system
@@ -43,8 +45,8 @@ def test_equal_params_single_gpt_matches_a_pair():
     left, right = lobes(n_layer=2)
     a = Lobe(equal_params_config(left.cfg, right.cfg))
     pair = left.num_params() + right.num_params()
-    # the pair's blocks, one embedding table, final norm and score head fewer
-    one_set = sum(p.numel() for m in (left.wte, left.ln_f, left.score_head) for p in m.parameters())
+    # the pair's blocks, one embedding table, final norm and score head (with its judge weight) fewer
+    one_set = sum(p.numel() for m in (left.wte, left.ln_f, left.score_head) for p in m.parameters()) + 1
     assert a.num_params() == pair - one_set
 
 
@@ -56,3 +58,13 @@ def test_save_then_load_gives_identical_answers(tmp_path):
     save_system(str(tmp_path / "ckpt.pt"), f, task="addition")
     after = load_system(str(tmp_path / "ckpt.pt"), "F", idl_limit=3).answer(prompts, 6)
     assert before.attempts == after.attempts and before.final == after.final
+
+
+def test_a_checkpoint_that_does_not_fit_the_lobes_is_a_usage_error_naming_it(tmp_path):
+    path = str(tmp_path / "ckpt.pt")
+    save_system(path, System("F", *lobes()), task="addition")
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["right"]["judge_weight"]               # as written before the score read the surprise
+    torch.save(ckpt, path)
+    with pytest.raises(UsageError, match=f"checkpoint {path} does not fit this code .*judge_weight"):
+        load_system(path, "F")

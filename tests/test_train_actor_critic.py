@@ -41,7 +41,7 @@ def test_ppo_ratio_is_exactly_one_on_the_first_minibatch_and_moves_after_an_upda
 def test_clipped_objective_gradient_equals_vanilla_policy_gradient_at_ratio_one(sharp_lobe):
     cfg = ac.Config(temperature=1.0)
     ro = rollout(sharp_lobe, cfg)
-    params = [p for n, p in sharp_lobe.named_parameters() if not n.startswith("score_head")]  # LM only
+    params = [p for n, p in sharp_lobe.named_parameters() if not n.startswith(("score_head", "judge_weight"))]  # LM only
     loss, _, _ = ac.ppo_step(sharp_lobe, None, ro, cfg)
     g_ppo = torch.autograd.grad(loss, params)
     logp, _, mask = ac.policy_logprobs(sharp_lobe, ro.contexts, ro.actions, cfg.temperature)

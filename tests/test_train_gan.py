@@ -71,7 +71,8 @@ def test_one_d_step_lowers_ds_loss_with_g_frozen():
     cfg, pairs = train_gan.Config(nll_weight=0.0), batch()
     before_left = [p.clone() for p in left.parameters()]
     loss_right, _ = losses_on(left, right, pairs, cfg)
-    opt = torch.optim.SGD(right.parameters(), lr=0.1)
+    # a small step: D's judge_weight multiplies untrained log-likelihoods of about -30
+    opt = torch.optim.SGD(right.parameters(), lr=1e-3)
     train_gan.optimize(right, opt, loss_right)
     after, _ = losses_on(left, right, pairs, cfg)
     assert after.item() < loss_right.item() - 1e-4

@@ -46,9 +46,10 @@ def test_parameters_equal_the_fixed_depth_gpt_up_to_the_gates():
     gpt = Lobe(equal_depth_config(CFG))
     assert gpt.cfg.n_layer == CFG.n_first + CFG.n_last + 2 * E == 6
     # the wide SLN adds the main gate (3 outputs), the left gate (E), the right gate (E + 1: the
-    # score), the loop's LayerNorm; the GPT has a score head (1 output) the wide SLN does not
+    # score), the loop's LayerNorm; the GPT has a score head (1 output and its judge weight) the
+    # wide SLN does not
     gates = (3 * C + 3) + (E * C + E) + ((E + 1) * C + E + 1) + 2 * C
-    assert model.num_params() - gpt.num_params() == gates - (C + 1)
+    assert model.num_params() - gpt.num_params() == gates - (C + 2)
     assert abs(model.num_params() - gpt.num_params()) < 0.01 * gpt.num_params()
 
 
