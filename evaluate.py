@@ -306,17 +306,18 @@ def probe_right(right, task, pairs):
 @torch.no_grad()
 def judges(right, task, pairs):
     """Two judges inside one right lobe, each scored as train_sft scores it (mean of the accuracy on
-    y_true and on one task.corrupt of it): the score head (eq 7), and the lobe's own language model
-    (eq 1) read as a verifier that accepts an answer iff it predicts every answer token with p > 1/2."""
+    y_true and on one task.corrupt of it): its score (eq 7; the head plus judge_weight times the
+    answer's log-likelihood, lobes.py), and its language model (eq 1) alone, read as a verifier
+    that accepts an answer iff it predicts every answer token with p > 1/2."""
     rng = random.Random(0)
     rows = [(p, a, True) for p, a in pairs] + [(p, task.corrupt(p, a, rng), False) for p, a in pairs]
     prompts, answers = [prompt_ids(p) for p, _, _ in rows], [answer_ids(a) for _, a, _ in rows]
     good = torch.tensor([y for _, _, y in rows])
-    head = right.score([p + a for p, a in zip(prompts, answers)]) > 0
+    scored = right.score([p + a for p, a in zip(prompts, answers)]) > 0
     logp, _ = answer_logprobs(right, prompts, answers)     # 0 off the answer tokens
     lm = logp.min(1).values > math.log(0.5)
     accuracy = lambda accept: (accept[good].float().mean() + (~accept[~good]).float().mean()).item() / 2
-    return accuracy(head), accuracy(lm)
+    return accuracy(scored), accuracy(lm)
 
 
 # -----------------------------------------------------------------------------
@@ -339,8 +340,9 @@ def one_checkpoint(cfg, kinds, device):
     print(f"\nright lobe on test: accepts {accept:.1%} of true answers; rejects answers with answer character i "
           "changed:\n| i | " + " | ".join(map(str, range(len(rates)))) + " |\n|---|" + "---|" * len(rates) +
           "\n| rejected | " + " | ".join(f"{r:.0%}" for r in rates) + " |")
-    print("\n| right lobe as a judge of y_true vs a corruption | test | ood |\n|---|---|---|")
-    for name, accs in zip(("score head (eq 7)", "its language model (every answer token p > 1/2)"),
+    print(f"\nits score adds {right.judge_weight.item():.2f} x the answer's log-likelihood (lobes.py)\n"
+          "| right lobe as a judge of y_true vs a corruption | test | ood |\n|---|---|---|")
+    for name, accs in zip(("its score (eq 7)", "its language model alone (every answer token p > 1/2)"),
                           zip(*(judges(right, task, splits[s]) for s in ("test", "ood")))):
         print(f"| {name} | {accs[0]:.1%} | {accs[1]:.1%} |")
     return run_

@@ -110,7 +110,7 @@ def test_tictactoe_loss_rates_are_exact():
     assert first[0] == 1.0 and first[1] == 1.0
 
 
-def test_judges_score_the_head_and_the_language_model_as_train_sft_does(monkeypatch):
+def test_judges_score_the_score_and_the_language_model_alone_as_train_sft_does(monkeypatch):
     from types import SimpleNamespace
     from data import get_task
     pairs = get_task("addition").dataset("test", 5, 0)
