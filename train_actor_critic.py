@@ -31,8 +31,9 @@ against the optimal player: as X 100% -> 0%, as O 97.5% -> 80.9% (67.2% at batch
 of 0% from both seats is not reached: O must answer all nine optimal openings). §5.4 self-play
 (--self_play_max=1) on the same budget did worse after 400 batches (X 75%, O 96% against 0%, 64%
 without), so it is off by default. Addition from out/sft/ckpt.pt, 60 minibatches of 32 prompts x 4
-samples, checker reward: left lobe alone (A) test 99.4% -> 99.6%, ood 11.6% -> 11.4% (plain eq 7)
-or 11.8% (pavlov_lambda 0.3); the IDL (F) ood 0.2% -> 9.6% / 6.0% as the critic learns the checker.
+samples, checker reward: left lobe alone (A) test 99.4% -> 99.8%, ood 9.2% -> 9.6% (plain eq 7)
+or 99.6%, 10.0% (pavlov_lambda 0.3); the IDL (F) ood 9.2% -> 9.4% / 10.0%. The critic starts out
+accepting correct answers (its score reads its likelihood, lobes.py), so the checker teaches little.
 """
 import copy
 import dataclasses
