@@ -179,8 +179,9 @@ class Lobe(nn.Module):
     def answer_logprob(self, x0, h, logits):
         """log p(tokens after the last <|sep|>, up to t | everything before them) at each t: (B, T).
         x0 (B, T, C) are the input embeddings, h and logits the final states and LM logits."""
-        lp = (h[:, :-1] * x0[:, 1:]).sum(-1) - logits[:, :-1].logsumexp(-1)  # log p(x_t | x_<t)
-        total = F.pad(lp.float(), (1, 0)).cumsum(1)                          # (B, T), from t = 0
+        # log p(x_t | x_<t) = logit_{t-1}(x_t) - logsumexp(logits_{t-1}), in fp32 even under autocast
+        lp = (h[:, :-1] * x0[:, 1:]).float().sum(-1) - logits[:, :-1].float().logsumexp(-1)
+        total = F.pad(lp, (1, 0)).cumsum(1)                                  # (B, T), from t = 0
         sep = (x0 == self.wte.weight[SEP].to(x0.dtype)).all(-1)              # hard <|sep|> tokens
         at = torch.arange(sep.size(1), device=sep.device)
         last_sep = torch.where(sep, at, 0).cummax(1).values                  # (B, T)
