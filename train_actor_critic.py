@@ -22,13 +22,13 @@ Two modes; --task picks one:
            uniformly random legal moves only; evaluation is exact (games.tictactoe.exact_outcome):
            the greedy lobe against the optimal player from each seat.
 
-    $ python train_actor_critic.py                                    # tic-tac-toe, 6.5 min on a 2-core CPU
+    $ python train_actor_critic.py                                    # tic-tac-toe, 6.5 min on 2 cores
     $ python train_actor_critic.py --task=addition --out_dir=out/ac_add   # from out/sft/ckpt.pt
     $ python train_actor_critic.py --init_from=resume                 # continue an interrupted run
 
-Measured (2-core CPU, seed 1337). Tic-tac-toe with the defaults, exact loss rate of the greedy lobe
-against the optimal player: as X 100% -> 0%, as O 97.5% -> 80.9% (67.2% at batch 1400; the goal
-of 0% from both seats is not reached: O must answer all nine optimal openings). §5.4 self-play
+Measured (one CPU thread, seed 1337). Tic-tac-toe with the defaults, exact loss rate of the greedy
+lobe against the optimal player: as X 100% -> 0%, as O 97.2% -> 64.3% (51.0% at batch 1000; the
+goal of 0% from both seats is not reached: O must answer all nine optimal openings). §5.4 self-play
 (--self_play_max=1) on the same budget did worse after 400 batches (X 75%, O 96% against 0%, 64%
 without), so it is off by default. Addition from out/sft/ckpt.pt, 60 minibatches of 32 prompts x 4
 samples, checker reward: left lobe alone (A) test 99.4% -> 99.8%, ood 9.2% -> 9.6% (plain eq 7)
