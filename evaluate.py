@@ -86,6 +86,11 @@ def model_of(system):
     return next(m for m, kinds in MODELS.items() if (system == "A=") == (m == "single") and system[0] in kinds)
 
 
+def systems_on(task, kinds):
+    """The systems of kinds measured on task: E and G only where WIDE has a recipe for it."""
+    return [k for k in kinds if model_of(k) != "wide" or task in WIDE]
+
+
 def train(cfg, task, seed, model):
     """The checkpoint of one model for (task, seed): trained by train_sft if missing or unfinished.
     Its log goes to <its out_dir>/train.log; one line is printed here."""
@@ -380,7 +385,7 @@ def main(cfg: Config):
     t0, runs = time.time(), {}
     for name in tasks:
         task = load_task(name)
-        here = [k for k in kinds if model_of(k) != "wide" or name in WIDE]   # E, G: where WIDE has a recipe
+        here = systems_on(name, kinds)
         for seed in seeds:
             paths = {m: train(cfg, name, seed, m) for m in MODELS if any(model_of(k) == m for k in here)}
             splits = {s: task.dataset(s, cfg.n_eval, seed) for s in ("test", "ood")}
@@ -391,8 +396,8 @@ def main(cfg: Config):
                 r[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
                                                      for k, v in r.items()) + " (test/ood)", flush=True)
-    used = {os.path.join(cfg.out_dir, t, f"seed{s}", m, "ckpt.pt") for t in tasks for s in seeds
-            for m in MODELS if any(model_of(k) == m for k in kinds) and (m != "wide" or t in WIDE)}
+    used = {os.path.join(cfg.out_dir, t, f"seed{s}", model_of(k), "ckpt.pt") for t in tasks for s in seeds
+            for k in systems_on(t, kinds)}
     trained = sum(load_checkpoint(p).get("results", {}).get("minutes", 0.0) for p in used)
     write_results(cfg, command, runs, (time.time() - t0) / 60, trained)
     return runs

@@ -212,7 +212,8 @@ def wide_batch(task, rng, size, lengths, grown):
     fewer than the shortest (lengths = (shortest, longest), grown in [0, 1]): a curriculum inside the
     train split, short prompts first (parity: few bits, few loops); grown >= 1 takes every prompt."""
     lo, hi = lengths
-    cap, pairs = max(lo, 2 + grown * (hi - 2)) if grown < 1 else math.inf, []
+    cap = max(lo, 2 + grown * (hi - 2)) if grown < 1 else math.inf
+    pairs = []
     while len(pairs) < size:
         p, a = task.sample(rng, "train")
         if len(p) <= cap:
