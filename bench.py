@@ -1,8 +1,11 @@
 """
 Benchmarks: how fast a lobe trains and generates, printed as one markdown table.
 
-    train      forward + backward + AdamW step of a default-size lobe (LobeConfig()) at batch 64:
-               training tokens per second
+    train      the LM training step (forward, cross-entropy, backward, AdamW) of a default-size
+               lobe at batch 64, side by side with a plain GPT of the same width, depth and heads
+               (PlainGPT below: nanoGPT's model, learned positions, no score head), the two
+               steps alternating in one process: tokens per second each, and the lobe's speed
+               as a multiple of the plain GPT's
     generate   greedy generation of 128 new tokens at batch 64, with the KV cache (Lobe.generate)
                and without it (a loop that re-runs the full forward over the whole sequence for
                every new token): tokens per second each, and the speedup the cache buys
@@ -25,37 +28,41 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from common import UsageError, autocast, get_device, make_optimizer, run, seed_everything
+from common import (Checked, PosInt, UsageError, autocast, get_device, make_optimizer, run,
+                    seed_everything)
 from data.tokenizer import EOS
 from idl import lateralized, soft_lateralized
 from lobes import Lobe, LobeConfig
 
 
 @dataclass
-class Config:
-    only: str = ""            # comma-separated sections to run: train, generate, idl, memory (empty = all)
-    device: str = "auto"      # auto (cuda, then mps, then cpu) | cpu | cuda | mps
-    seed: int = 0             # seeds the random lobes and the random tokens
-    threads: int = 0          # torch CPU threads (0 = torch's default)
-    n_layer: int = 3          # lobe size: LobeConfig's defaults, the size train_sft.py trains on CPU
-    n_head: int = 4           # attention heads per block
-    n_embd: int = 128         # residual width
-    batch_size: int = 64      # sequences per training step and per generation batch
-    seq_len: int = 32         # training tokens per sequence (an addition example is 29)
-    train_steps: int = 10     # timed training steps
-    prompt_len: int = 16      # prompt tokens before generation
-    new_tokens: int = 128     # tokens generated per sequence
-    warmup: int = 2           # untimed training steps / short generations before timing
-    idl_batch: int = 256      # prompts in the batched Inner Dialogue Loop
-    idl_limit: int = 4        # loops every IDL row runs (memory: 1 .. idl_limit)
-    mem_batch: int = 1        # batch of the memory section (the paper's 30x is at batch 1)
-    answer_tokens: int = 10   # soft tokens per answer in the memory section (an addition answer is 10)
+class Config(Checked):
+    only: str = ""              # comma-separated sections to run: train, generate, idl, memory
+                                #   (empty = all)
+    device: str = "auto"        # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    seed: int = 0               # seeds the random lobes and the random tokens
+    threads: int = 0            # torch CPU threads (0 = torch's default)
+    n_layer: PosInt = 3         # lobe size: LobeConfig's defaults, the size train_sft.py trains
+    n_head: PosInt = 4          # attention heads per block
+    n_embd: PosInt = 128        # residual width
+    batch_size: PosInt = 64     # sequences per training step and per generation batch
+    seq_len: PosInt = 32        # training tokens per sequence (an addition example is 29)
+    train_steps: PosInt = 20    # timed training steps, each model
+    prompt_len: PosInt = 16     # prompt tokens before generation
+    new_tokens: PosInt = 128    # tokens generated per sequence
+    warmup: int = 2             # untimed training steps / short generations before timing
+    idl_batch: PosInt = 256     # prompts in the batched Inner Dialogue Loop
+    idl_limit: PosInt = 4       # loops every IDL row runs (memory: 1 .. idl_limit)
+    mem_batch: PosInt = 1       # batch of the memory section (the paper's 30x is at batch 1)
+    answer_tokens: PosInt = 10  # soft tokens per answer in the memory section (addition: 10)
 
 
 # -----------------------------------------------------------------------------
 def timed(fn, device):
-    """Seconds one call of fn takes (waiting for the GPU, if any); returns (seconds, fn's result)."""
+    """Seconds one call of fn takes (waiting for the GPU, if any), and fn's result."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -65,19 +72,6 @@ def timed(fn, device):
     return time.perf_counter() - t0, out
 
 
-def cpu_busy(seconds=0.5):
-    """The share of all cores busy over the next `seconds` (from /proc/stat), or None off Linux."""
-    def ticks():
-        with open("/proc/stat") as f:
-            t = [int(x) for x in f.readline().split()[1:]]
-        return sum(t), t[3] + t[4]                    # total, idle + iowait
-    try:
-        (t0, i0), _, (t1, i1) = ticks(), time.sleep(seconds), ticks()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (i1 - i0) / max(1, t1 - t0)
-
-
 def random_lobe(cfg, device):
     seed_everything(cfg.seed)
     return Lobe(LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
@@ -85,32 +79,72 @@ def random_lobe(cfg, device):
 
 def random_tokens(cfg, shape, device):
     """Byte tokens (no specials), from the seed."""
-    return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    g = torch.Generator().manual_seed(cfg.seed)
+    return torch.randint(0, 256, shape, generator=g).to(device)
 
 
 # -----------------------------------------------------------------------------
-def bench_train(cfg, device):
-    """Training throughput: tokens per second through forward, backward and an AdamW step."""
-    model = random_lobe(cfg, device).train()
-    opt = make_optimizer(model, 3e-4, 0.1)
-    idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
+class PlainGPT(nn.Module):
+    """The yardstick of the train section: nanoGPT's GPT at a lobe's size. Learned absolute
+    positions, pre-LN blocks, causal SDPA, tied LM head, no score head, no RoPE. Its init is the
+    lobe's (PyTorch's default init makes huge logits, whose softmax gradients are denormal floats
+    that slow a CPU's matmuls several times over: a timing artefact, not a design)."""
 
-    def step():
+    def __init__(self, cfg, block_size):
+        super().__init__()
+        C, self.n_head = cfg.n_embd, cfg.n_head
+        self.wte, self.wpe = nn.Embedding(cfg.vocab_size, C), nn.Embedding(block_size, C)
+        self.blocks = nn.ModuleList(nn.ModuleDict(dict(
+            ln1=nn.LayerNorm(C), qkv=nn.Linear(C, 3 * C, bias=False),
+            proj=nn.Linear(C, C, bias=False), ln2=nn.LayerNorm(C),
+            mlp=nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))))
+            for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(C)
+        self.apply(Lobe._init)                     # nanoGPT's init, as the lobe's: N(0, 0.02)
+
+    def forward(self, idx):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))     # (B, T, C)
+        for b in self.blocks:
+            q, k, v = b.qkv(b.ln1(x)).view(B, T, 3, self.n_head, -1).permute(2, 0, 3, 1, 4)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)      # (B, H, T, D)
+            x = x + b.proj(y.transpose(1, 2).reshape(B, T, -1))
+            x = x + b.mlp(b.ln2(x))
+        return self.ln_f(x) @ self.wte.weight.T, None                        # (B, T, V)
+
+
+def bench_train(cfg, device):
+    """The LM training step of a lobe and of a plain GPT of its size, alternating step by step so
+    both see the same machine: tokens per second each, and the ratio."""
+    lobe = random_lobe(cfg, device).train()
+    plain = PlainGPT(lobe.cfg, cfg.seq_len).to(device).train()
+    idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
+    models = {"lobe": (lobe, make_optimizer(lobe, 3e-4, 0.1)),
+              "plain": (plain, make_optimizer(plain, 3e-4, 0.1))}
+
+    def step(name):
+        model, opt = models[name]
         with autocast(device):
-            _, _, loss = model(idx[:, :-1], targets=idx[:, 1:])
+            logits, _ = model(idx[:, :-1])                  # the lobe computes no score: not asked
+            loss = F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def steps(n):
-        for _ in range(n):
-            step()
-
-    steps(cfg.warmup)
-    seconds, _ = timed(lambda: steps(cfg.train_steps), device)
+    for _ in range(cfg.warmup):
+        step("lobe"), step("plain")
+    seconds = {"lobe": 0.0, "plain": 0.0}
+    for _ in range(cfg.train_steps):
+        for name in seconds:
+            seconds[name] += timed(lambda: step(name), device)[0]
     tokens = cfg.batch_size * cfg.seq_len * cfg.train_steps
-    return [("train", f"forward + backward + AdamW, batch {cfg.batch_size} x {cfg.seq_len} tokens",
-             f"{tokens / seconds:,.0f}", f"{seconds / cfg.train_steps * 1000:.0f} ms/step")]
+    what = f"batch {cfg.batch_size} x {cfg.seq_len} tokens"
+    rate = {k: (f"{tokens / s:,.0f}", f"{s / cfg.train_steps * 1000:.0f} ms/step")
+            for k, s in seconds.items()}
+    return [("train", f"lobe: forward + CE + backward + AdamW, {what}", *rate["lobe"]),
+            ("train", f"plain GPT of the same size, the same step, {what}", *rate["plain"]),
+            ("train", "the lobe's speed / the plain GPT's",
+             f"{seconds['plain'] / seconds['lobe']:.2f}x", "")]
 
 
 @torch.no_grad()
@@ -119,7 +153,7 @@ def generate_uncached(model, idx, new_tokens):
     once per new token, keeping only the last position's logits. No <|eos|> stop: the random
     lobe is checked to never emit it, so both ways do the same work."""
     for _ in range(new_tokens):
-        logits, _, _ = model(idx)
+        logits, _ = model(idx)
         idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return idx
 
@@ -147,7 +181,8 @@ def bench_generate(cfg, device):
     t_uncached, slow = timed(lambda: uncached(cfg.new_tokens), device)
     same = (fast == slow).float().mean().item()
     where = f"batch {cfg.batch_size}, prompt {cfg.prompt_len}, {cfg.new_tokens} new tokens"
-    return [("generate", f"KV cache (Lobe.generate), {where}", f"{n / t_cached:,.0f}", f"{t_cached:.2f} s"),
+    return [("generate", f"KV cache (Lobe.generate), {where}", f"{n / t_cached:,.0f}",
+             f"{t_cached:.2f} s"),
             ("generate", f"no cache (full forward per token), {where}", f"{n / t_uncached:,.0f}",
              f"{t_uncached:.2f} s"),
             ("generate", "speedup of the KV cache", f"{t_uncached / t_cached:.1f}x",
@@ -156,25 +191,32 @@ def bench_generate(cfg, device):
 
 def bench_idl(cfg, device):
     """The lateralized Inner Dialogue Loop at batch idl_batch vs one prompt at a time: answers/s.
-    threshold 2 is never reached, so every row runs all idl_limit loops both ways; the
+    threshold None never accepts, so every row runs all idl_limit loops both ways; the
     one-at-a-time rate is timed on 32 prompts (it does not depend on how many)."""
     left, right = random_lobe(cfg, device).eval(), random_lobe(cfg, device).eval()
-    prompts = ["".join(chr(48 + (i * 7 + j * 3) % 10) for j in range(8)) + "+1" for i in range(cfg.idl_batch)]
-    run_idl = lambda ps: lateralized(left, right, ps, idl_limit=cfg.idl_limit, threshold=2.0, max_new_tokens=10)
+    prompts = ["".join(chr(48 + (i * 7 + j * 3) % 10) for j in range(8)) + "+1"
+               for i in range(cfg.idl_batch)]
+    def run_idl(ps):
+        return lateralized(left, right, ps, idl_limit=cfg.idl_limit, threshold=None,
+                           max_new_tokens=10)
+
     run_idl(prompts[:4])                                                  # warm-up
     t_batched, _ = timed(lambda: run_idl(prompts), device)
     t_single, _ = timed(lambda: [run_idl([p]) for p in prompts[:32]], device)
     fast, slow = cfg.idl_batch / t_batched, 32 / t_single
     what = f"idl_limit {cfg.idl_limit}, 10 tokens per attempt"
-    return [("idl", f"batched IDL, batch {cfg.idl_batch}, {what}", f"{fast:,.1f} answers/s", f"{t_batched:.2f} s"),
-            ("idl", f"one prompt at a time, {what}", f"{slow:,.1f} answers/s", f"{t_single:.2f} s for 32"),
+    return [("idl", f"batched IDL, batch {cfg.idl_batch}, {what}", f"{fast:,.1f} answers/s",
+             f"{t_batched:.2f} s"),
+            ("idl", f"one prompt at a time, {what}", f"{slow:,.1f} answers/s",
+             f"{t_single:.2f} s for 32"),
             ("idl", "speedup of batching", f"{fast / slow:.1f}x", "")]
 
 
 def saved_bytes(params, fn):
-    """fn() under saved_tensors_hooks: returns fn's result and the bytes of the distinct storages autograd
-    keeps for backward, parameters excluded. Exact and the same on every device (CPU torch has no
-    max_memory_allocated); non-reentrant checkpointing saves its inputs here too, not its insides."""
+    """fn() under saved_tensors_hooks: returns fn's result and the bytes of the distinct storages
+    autograd keeps for backward, parameters excluded. Exact and the same on every device (CPU torch
+    has no max_memory_allocated); non-reentrant checkpointing saves its inputs here too, not its
+    insides."""
     kept = {}
 
     def pack(t):
@@ -188,25 +230,28 @@ def saved_bytes(params, fn):
 
 
 def bench_memory(cfg, device):
-    """Soft-token BPTT from D's score of the last loop's answer back through every loop (§5.1, §5.2
-    line 303): activation bytes kept for backward, and on CUDA the peak allocated during forward +
-    backward (recomputation included), against the bytes of both lobes' parameters."""
+    """Soft-token BPTT from D's score of the last loop's answer back through every loop (§5.1,
+    §5.2 line 303): activation bytes kept for backward, and on CUDA the peak allocated during
+    forward + backward (recomputation included), against the bytes of both lobes' parameters."""
     left, right = random_lobe(cfg, device).train(), random_lobe(cfg, device).train()
     params = list(left.parameters()) + list(right.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     prompts = random_tokens(cfg, (cfg.mem_batch, cfg.prompt_len), device).tolist()
     rows = [("memory", f"parameters of both lobes ({sum(p.numel() for p in params):,})",
-             f"{param_bytes / 2**20:.2f} MiB", f"batch {cfg.mem_batch}, {cfg.answer_tokens} tokens per answer")]
-    modes = (("full BPTT", {}), ("truncated BPTT, last loop", dict(window=1)), ("checkpointing", dict(remat=True)))
+             f"{param_bytes / 2**20:.2f} MiB",
+             f"batch {cfg.mem_batch}, {cfg.answer_tokens} tokens per answer")]
+    modes = (("full BPTT", {}), ("truncated BPTT, last loop", dict(window=1)),
+             ("checkpointing", dict(remat=True)))
     for k in range(1, cfg.idl_limit + 1):
         for name, how in modes:
-            torch.manual_seed(cfg.seed)                              # the same Gumbel noise every time
+            torch.manual_seed(cfg.seed)                  # the same Gumbel noise every time
             if device.type == "cuda":
                 torch.cuda.synchronize(), torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
             with autocast(device):
                 loss, kept = saved_bytes(params, lambda: soft_lateralized(
-                    left, right, prompts, cfg.answer_tokens, k, tau=1.0, hard=True, **how).scores[-1].sum())
+                    left, right, prompts, cfg.answer_tokens, k, tau=1.0, hard=True,
+                    **how).scores[-1].sum())
             loss.backward()
             left.zero_grad(set_to_none=True), right.zero_grad(set_to_none=True)
             peak = "" if device.type != "cuda" else \
@@ -214,14 +259,16 @@ def bench_memory(cfg, device):
             rows.append(("memory", f"idl_limit {k}, {name}", f"{kept / 2**20:.2f} MiB",
                          f"{kept / param_bytes:.2f}x the parameters{peak}"))
     # checkpointing's kept bytes leave out the one pass it re-runs at a time in backward: count it
-    longest = torch.randn(cfg.mem_batch, cfg.prompt_len + 2 * cfg.answer_tokens + 1, cfg.n_embd, device=device)
-    _, one = saved_bytes(params, lambda: left(embeds=longest)[0].sum())
-    rows.append(("memory", "one lobe pass at the longest context (checkpointing re-runs one at a time)",
+    T = cfg.prompt_len + 2 * cfg.answer_tokens + 1
+    longest = torch.randn(cfg.mem_batch, T, cfg.n_embd, device=device)
+    _, one = saved_bytes(params, lambda: left(embeds=longest, score=True)[0].sum())
+    rows.append(("memory", "one lobe pass at the longest context (checkpointing re-runs one)",
                  f"{one / 2**20:.2f} MiB", f"{one / param_bytes:.2f}x the parameters"))
     return rows
 
 
-SECTIONS = {"train": bench_train, "generate": bench_generate, "idl": bench_idl, "memory": bench_memory}
+SECTIONS = {"train": bench_train, "generate": bench_generate, "idl": bench_idl,
+            "memory": bench_memory}
 
 
 # -----------------------------------------------------------------------------
@@ -229,16 +276,14 @@ def main(cfg: Config):
     names = [s.strip() for s in cfg.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
-        raise UsageError(f"unknown section {unknown[0]!r} in --only: choose from {', '.join(SECTIONS)}")
+        raise UsageError(f"unknown section {unknown[0]!r} in --only: choose from "
+                         f"{', '.join(SECTIONS)}")
     device = get_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     size = f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}"
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, lobe: {size}")
-    busy = cpu_busy()
-    if device.type == "cpu" and busy is not None and busy > 0.2:
-        print(f"warning: the CPU is {busy:.0%} busy before we start: other processes compete for it and each op "
-              f"then waits for its threads, so timings are unreliable (--threads=1 suffers least)")
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"lobe: {size}")
     rows = []
     for name in names:
         rows += SECTIONS[name](cfg, device)

@@ -3,7 +3,8 @@ Plumbing every script shares, written once: typed `--key=value` config, device a
 atomic checkpoints with RNG state, metrics (tqdm + out_dir/metrics.jsonl, wandb when asked) and
 the one-line error for bad input. Nothing here is an idea from the paper.
 
-A script declares a @dataclass with a comment per field and ends with
+A script declares a @dataclass Config(Checked) with a comment per field (its type may carry a
+rule: PosInt, PosFloat, Prob, Decay) and ends with
 
     if __name__ == "__main__":
         run(main, Config, gpu_preset={"batch_size": 512})
@@ -11,6 +12,7 @@ A script declares a @dataclass with a comment per field and ends with
 Then `python script.py --help` lists the fields with their comments, `--lr=3e-4` sets one, a
 typo names the closest field, and any UsageError becomes one line on stderr and exit code 2.
 """
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -21,6 +23,7 @@ import random
 import re
 import sys
 from contextlib import nullcontext
+from typing import Annotated, get_type_hints
 
 import numpy as np
 import torch
@@ -32,17 +35,42 @@ class UsageError(Exception):
 
 
 # -----------------------------------------------------------------------------
-# config
+# config: a field's type carries its constraint, so the rule stands next to the field it governs.
+# Every number must be finite and >= 0; these types ask more of it.
+PosInt = Annotated[int, "> 0"]            # a count or a budget: at least 1
+PosFloat = Annotated[float, "> 0"]        # a rate or a temperature
+Prob = Annotated[float, "in [0, 1]"]      # a probability or a share
+Decay = Annotated[float, "inf allowed"]   # eq 9's lambda: >= 0, inf = all weight on the last
+
+
+class Checked:
+    """The base of every script's @dataclass Config: each construction (the command line,
+    dataclasses.replace, a test, another script) is checked by check_config, so a Config that
+    exists holds possible values."""
+
+    def __post_init__(self):
+        check_config(self)
+
+
 def field_help(cls):
-    """{field: its trailing '# comment'} read from the dataclass source, for --help."""
+    """{field: its '# comment'} read from the dataclass source, for --help; a comment continued on
+    the lines below the field (lines holding only a comment) is joined to it."""
     helps = {}
     for klass in reversed(cls.__mro__[:-1]):
         try:
-            src = inspect.getsource(klass)
+            lines = inspect.getsource(klass).splitlines()
         except (OSError, TypeError):
             continue
-        for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.*)$", src, re.M):
-            helps[m[1]] = m[2]
+        name = None
+        for line in lines:
+            field_line = re.match(r"^\s+(\w+)\s*:[^#\n]*#\s*(.*)$", line)
+            more = re.match(r"^\s+#\s*(.*)$", line)
+            if field_line:
+                name, helps[field_line[1]] = field_line[1], field_line[2].strip()
+            elif more and name:
+                helps[name] += " " + more[1].strip()
+            else:
+                name = None
     return helps
 
 
@@ -78,41 +106,42 @@ def parse_config(cls, argv, gpu_preset=None):
         if name not in fields:
             close = [f for f in fields if name.startswith(f + "_") or f.startswith(name)]
             close = close or difflib.get_close_matches(name, fields, n=1)
-            raise UsageError(f"unknown option --{name}" + (f"; did you mean --{close[0]}?" if close else ""))
+            hint = f"; did you mean --{close[0]}?" if close else ""
+            raise UsageError(f"unknown option --{name}{hint}")
         typ = type(fields[name].default)
-        given[name] = _convert(name, typ, "true" if m[2] is None and typ is bool else (m[2] or ""))
-    cfg = cls(**given)
+        text = "true" if m[2] is None and typ is bool else (m[2] or "")
+        given[name] = _convert(name, typ, text)
+    cfg = cls(**given)                                   # checked as it is built (Checked)
     if gpu_preset and "device" in fields and get_device(cfg.device).type != "cpu":
         cfg = dataclasses.replace(cfg, **{k: v for k, v in gpu_preset.items() if k not in given})
-    check_config(cfg)
     return cfg
 
 
-POSITIVE = {"max_iters", "batch_size", "n_layer", "n_head", "n_embd", "idl_limit", "lr", "n_eval", "eval_interval",
-            "tau", "iterations", "n_prompts", "steps_per_iter", "n_seeds", "n_games", "depth",
-            "seq_len", "train_steps", "prompt_len", "new_tokens", "idl_batch"}
-
-
 def check_config(cfg):
-    """Reject impossible values with a one-line error: counts > 0, rates in range, ..."""
+    """Reject impossible values with a one-line error, by the rule each field's type carries."""
+    hints = get_type_hints(type(cfg), include_extras=True)
     for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, bool):
+        v, rule = getattr(cfg, f.name), getattr(hints[f.name], "__metadata__", ("",))[0]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        if isinstance(v, (int, float)) and f.name in POSITIVE and v <= 0:
+        if rule == "> 0" and v <= 0:
             raise UsageError(f"--{f.name} must be > 0, got {v}")
-        if isinstance(v, (int, float)) and v < 0:
+        if v < 0:
             raise UsageError(f"--{f.name} must be >= 0, got {v}")
-        if isinstance(v, (int, float)) and (f.name == "threshold" or f.name.endswith("_frac")) and not 0 <= v <= 1:
+        if rule == "in [0, 1]" and v > 1:
             raise UsageError(f"--{f.name} must be in [0, 1], got {v}")
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v) and "lambda" not in f.name):  # lambda may be inf
+        if math.isnan(v) or (math.isinf(v) and rule != "inf allowed"):
             raise UsageError(f"--{f.name} must be finite, got {v}")
     if hasattr(cfg, "n_embd") and hasattr(cfg, "n_head") and cfg.n_embd % (2 * cfg.n_head):
-        raise UsageError(f"--n_embd ({cfg.n_embd}) must be a multiple of 2 * n_head ({2 * cfg.n_head})")
+        raise UsageError(f"--n_embd ({cfg.n_embd}) must be a multiple of "
+                         f"2 * n_head ({2 * cfg.n_head})")
+    if hasattr(cfg, "check"):                   # what a script's own fields ask of each other
+        cfg.check()
 
 
 def run(main, cls, gpu_preset=None, argv=None):
-    """The entry point of every script: parse, print the config, run, and turn UsageError into exit 2."""
+    """The entry point of every script: parse, print the config, run, and turn UsageError into
+    exit 2."""
     try:
         cfg = parse_config(cls, sys.argv[1:] if argv is None else argv, gpu_preset)
         print("config:", json.dumps(dataclasses.asdict(cfg)))
@@ -136,7 +165,8 @@ def load_task(name):
 def get_device(name):
     """'auto' -> cuda, then mps, then cpu. Asking for one that is not there is a UsageError."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        name = ("cuda" if torch.cuda.is_available() else
+                "mps" if torch.backends.mps.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device={name} but CUDA is not available here (try --device=cpu)")
     if name == "mps" and not torch.backends.mps.is_available():
@@ -169,7 +199,8 @@ def rng_state():
 
 def set_rng_state(state):
     random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"],
+                         0, 0.0))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -219,12 +250,29 @@ def save_checkpoint(path, **state):
     os.replace(path + ".tmp", path)
 
 
-def save_lobes(path, left, right, opt_left, opt_right, cfg, **extra):
-    """A pair of lobes as every script saves it: weights, optimizers, both lobes' configs, the run's
-    config, plus extra (task, step, rows, ...); sln.load_lobes reads it back."""
-    save_checkpoint(path, left=left.state_dict(), right=right.state_dict(), opt_left=opt_left.state_dict(),
-                    opt_right=opt_right.state_dict(), left_config=dataclasses.asdict(left.cfg),
-                    right_config=dataclasses.asdict(right.cfg), config=dataclasses.asdict(cfg), **extra)
+def save_lobes(path, left, right, opt_left=None, opt_right=None, cfg=None, **extra):
+    """A pair of lobes as every script saves it: weights and both lobes' configs, the optimizers
+    and the run's config when given, plus extra (task, step, rows, ...); sln.load_lobes reads it."""
+    run = {} if cfg is None else dict(config=dataclasses.asdict(cfg))
+    optimizers = (("opt_left", opt_left), ("opt_right", opt_right))
+    run.update({k: o.state_dict() for k, o in optimizers if o})
+    save_checkpoint(path, left=left.state_dict(), right=right.state_dict(), **run,
+                    left_config=dataclasses.asdict(left.cfg),
+                    right_config=dataclasses.asdict(right.cfg), **extra)
+
+
+def resume(ckpt, path, **state):
+    """Continue a run from its checkpoint ckpt (read from path): every module and optimizer in
+    state is loaded from the entry of its name (left, opt_left, ...), then the RNG."""
+    for name, obj in state.items():
+        load_state(obj, ckpt[name], path)
+    set_rng_state(ckpt["rng"])
+
+
+def frozen(model):
+    """A copy that no optimizer holds and no gradient reaches: SPIN's opponent (Alg 3), eq 2's
+    reference policy."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def load_checkpoint(path, device="cpu"):
@@ -234,8 +282,9 @@ def load_checkpoint(path, device="cpu"):
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise UsageError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or "left" not in ckpt:
+        raise UsageError(f"checkpoint {path} is corrupt or not a checkpoint "
+                         f"({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ("left" not in ckpt and "wide" not in ckpt):
         raise UsageError(f"checkpoint {path} holds no lobes: not written by this project")
     return ckpt
 
@@ -247,16 +296,19 @@ def load_state(module, state, path):
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[-1].strip()[:120]
-        raise UsageError(f"checkpoint {path} does not fit this code ({first}): retrain it") from None
+        raise UsageError(f"checkpoint {path} does not fit this code ({first}): "
+                         "retrain it") from None
 
 
 # -----------------------------------------------------------------------------
 # metrics
 def markdown_table(rows, cols):
-    """rows (dicts) as a markdown table; cols = [(key, header, format)], '-' where a row lacks a key."""
+    """rows (dicts) as a markdown table; cols = [(key, header, format)], '-' where a row lacks a
+    key."""
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "-" for k, _, f in cols) + " |")
+        cells = (f.format(r[k]) if k in r else "-" for k, _, f in cols)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -267,13 +319,15 @@ class Logger:
     def __init__(self, out_dir, start, total, desc, wandb_project="", config=None):
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "metrics.jsonl")
-        self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False, disable=None)  # off without a TTY
+        self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+                        disable=None)  # off without a TTY
         self.wandb = None
         if wandb_project:
             try:
                 import wandb
             except ImportError:
-                raise UsageError("--wandb_project is set but wandb is not installed (pip install wandb)") from None
+                raise UsageError("--wandb_project is set but wandb is not installed "
+                                 "(pip install wandb)") from None
             self.wandb = wandb.init(project=wandb_project, config=config)
 
     def log(self, step, **metrics):
@@ -290,9 +344,16 @@ class Logger:
     def print(self, text):
         self.bar.write(text)
 
+    def report(self, step, row, rows, digits=3):
+        """One evaluation: appended to rows (the run's table), logged and printed as a line."""
+        rows.append(row)
+        self.log(step, **row)
+        self.print_row(row, digits)
+
     def print_row(self, row, digits=3):
         """One evaluation's dict as a line: 'iter 3 | test 0.990 | ...'."""
-        self.print(" | ".join(f"{k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        self.print(" | ".join(f"{k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in row.items()))
 
     def close(self):
         self.bar.close()

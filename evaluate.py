@@ -13,13 +13,14 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
     E   wide SLN (Figure 4)                   G   lateralized wide SLN
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
 
-For every task and seed it trains what is missing with train_sft.main: a pair of lobes (A-D, F),
-a single GPT as large as the pair (A=) and, where WIDE below has a recipe (all but word problems),
-a wide SLN (E, G); checkpoints under out_dir are reused if they follow the same recipe, and an
-interrupted one resumes. Then it measures exact match, IDL loops, forward passes
-and generated tokens per answer, and for tic-tac-toe the exact loss rate against the perfect
-player from each seat (games/tictactoe.py, every reply enumerated). Writes results/results.json,
-results/table.md, plots when matplotlib is installed, and the README's Table 1 section.
+For every task and seed it trains what is missing: a pair of lobes (A-D, F) and a single GPT as
+large as the pair (A=) with train_sft.main and, where WIDE below has a recipe (all but word
+problems), a wide SLN (E, G) with train_wide.main; checkpoints under out_dir are reused if they
+follow the same recipe, and an interrupted one resumes. Then it measures exact match, IDL loops,
+forward passes and generated tokens per answer, and for tic-tac-toe the exact loss rate against the
+perfect player from each seat (games/tictactoe.py, every reply enumerated). Writes
+results/results.json, results/table.md, plots when matplotlib is installed, and the Table 1 section
+of results/README.md.
 
     $ python evaluate.py --quick      # one seed, small models, short training: a look in minutes
     $ python evaluate.py              # the full run (each task's train_sft recipe below)
@@ -29,10 +30,8 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import os
 import platform
-import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -40,50 +39,63 @@ from dataclasses import dataclass
 import torch
 
 import train_sft
-from common import UsageError, get_device, load_checkpoint, load_task, run
+import train_wide
+from common import Checked, PosInt, Prob, UsageError, get_device, load_checkpoint, load_task, run
 from games.tictactoe import exact_outcome, read_move, to_prompt
-from lobes import answer_ids, answer_logprobs, prompt_ids
-from sln import SYSTEMS, evaluate_system, load_lobes, load_system
+from lobes import answer_ids
+from measure import evaluate_system
+from sln import SYSTEMS, load_system
 
 
 @dataclass
-class Config:
+class Config(Checked):
     tasks: str = "addition,parity,wordproblems,tictactoe"  # comma-separated tasks
     systems: str = "A,A=,B,C,D,E,F,G"  # comma-separated systems (see the docstring)
     seeds: str = "1337,1,2"           # training seeds; the table gives mean ± standard deviation
-    quick: bool = False               # one seed, small models, short training (QUICK below); a look, not the table
-    out_dir: str = ""                 # checkpoints: out_dir/<task>/seed<seed>/<pair|single|wide>/ ('': out/table, --quick out/quick)
-    results_dir: str = ""             # results.json, table.md and the plots ('': results, --quick results/quick)
-    readme: str = ""                  # rewrite this file's Table 1 section ('': README.md, --quick none; none)
+    quick: bool = False               # one seed, small models, short training (QUICK below);
+                                      #   a look, not the table
+    out_dir: str = ""                 # checkpoints: out_dir/<task>/seed<seed>/<pair|single|wide>/
+                                      #   ('': out/table, --quick out/quick)
+    results_dir: str = ""             # results.json, table.md and the plots
+                                      #   ('': results, --quick results/quick)
+    readme: str = ""                  # rewrite this file's Table 1 section
+                                      #   ('': results/README.md, --quick none; none)
     ckpt: str = ""                    # evaluate this pair checkpoint only (its task, no training)
     ckpt_equal: str = ""              # with --ckpt: a single GPT as large as the pair, for A=
-    idl_limit: int = 4                # most IDL loops of B, C, D, F
-    threshold: float = 0.5            # the right lobe's acceptance threshold (B, F)
-    n_eval: int = 500                 # problems per split (--quick: at most 200)
+    idl_limit: PosInt = 4             # most IDL loops of B, C, D, F
+    threshold: Prob = 0.5             # the right lobe's acceptance threshold (B, F)
+    n_eval: PosInt = 500              # problems per split (--quick: at most 200)
     device: str = "auto"              # auto | cpu | cuda | mps
 
 
 # train_sft settings per task for the full run (the rest are train_sft's defaults), and what
 # --quick changes on top of them. Each model below is one train_sft run per task and seed.
 RECIPES = {"addition": {}, "parity": {}, "tictactoe": {},
-           "wordproblems": {"max_iters": 1000, "batch_size": 32, "n_eval": 200, "eval_interval": 250}}
-# + for the wide SLN (train_sft --arch=wide). E and G run on these tasks only: a wide SLN generates
-# without a KV cache (sln.WideSLN), too slow yet for word problems' long prompts and answers
-WIDE = {"parity": {"n_embd": 64, "max_iters": 1500, "eval_interval": 500, "window": 3, "train_loops": 10,
-                   "max_loops": 20, "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0, "grow_iters": 600},
+           "wordproblems": {"max_iters": 1000, "batch_size": 32, "n_eval": 200,
+                            "eval_interval": 250}}
+# train_wide settings for the wide SLN. E and G run on these tasks only: a wide SLN generates
+# without a KV cache (wide.WideSLN), too slow yet for word problems' long prompts and answers
+WIDE = {"parity": {"n_embd": 64, "max_iters": 1500, "eval_interval": 500, "window": 3,
+                   "train_loops": 10, "max_loops": 20, "halt_prior": 0.2, "halt_beta": 0.1,
+                   "loop_weight": 1.0, "grow_iters": 600},
         "addition": {"max_iters": 800, "eval_interval": 400, "train_loops": 6, "max_loops": 8,
                      "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0}}
 WIDE["tictactoe"] = WIDE["addition"]
-QUICK = {"pair": {"n_layer": 2, "n_embd": 64, "max_iters": 600, "batch_size": 32, "n_eval": 100, "eval_interval": 600},
-         "wide": {"n_embd": 64, "max_iters": 500, "grow_iters": 200, "n_eval": 100, "eval_interval": 500}}
-MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}  # which checkpoint each system is built from
-SAME_MODEL = ("device", "init_from", "out_dir", "eval_interval", "n_eval", "wandb_project")  # not the recipe
+QUICK = {"pair": {"n_layer": 2, "n_embd": 64, "max_iters": 600, "batch_size": 32, "n_eval": 100,
+                  "eval_interval": 600},
+         "wide": {"n_embd": 64, "max_iters": 500, "grow_iters": 200, "n_eval": 100,
+                  "eval_interval": 500}}
+# which checkpoint each system is built from
+MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}
+SAME_MODEL = ("device", "init_from", "out_dir", "eval_interval", "n_eval",
+              "wandb_project")  # not the recipe
 BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end -->"
 
 
 # -----------------------------------------------------------------------------
 def model_of(system):
-    return next(m for m, kinds in MODELS.items() if (system == "A=") == (m == "single") and system[0] in kinds)
+    return next(m for m, kinds in MODELS.items()
+                if (system == "A=") == (m == "single") and system[0] in kinds)
 
 
 def systems_on(task, kinds):
@@ -92,11 +104,13 @@ def systems_on(task, kinds):
 
 
 def train(cfg, task, seed, model):
-    """The checkpoint of one model for (task, seed): trained by train_sft if missing or unfinished.
-    Its log goes to <its out_dir>/train.log; one line is printed here."""
-    over = {**RECIPES[task], **(dict(arch="wide", **WIDE[task]) if model == "wide" else {})}
+    """The checkpoint of one model for (task, seed): trained by train_sft (train_wide for the wide
+    SLN) if missing or unfinished. Its log goes to <its out_dir>/train.log; one line is printed
+    here."""
+    script = train_wide if model == "wide" else train_sft
+    over = {**RECIPES[task], **(WIDE[task] if model == "wide" else {})}
     over.update(QUICK["wide" if model == "wide" else "pair"] if cfg.quick else {})
-    sft = train_sft.Config(task=task, seed=seed, device=cfg.device, out_dir=os.path.join(
+    sft = script.Config(task=task, seed=seed, device=cfg.device, out_dir=os.path.join(
         cfg.out_dir, task, f"seed{seed}", model), **over)
     if model == "single":  # the pair's blocks in one lobe; its (unused) right lobe is one block
         sft = dataclasses.replace(sft, n_layer=2 * sft.n_layer, right_n_layer=1)
@@ -104,7 +118,8 @@ def train(cfg, task, seed, model):
     if os.path.exists(path):  # reuse it, or resume it, only if it follows the same recipe
         ckpt = load_checkpoint(path)
         stale = [f"{k}={ckpt['config'][k]} (now {v})" for k, v in dataclasses.asdict(sft).items()
-                 if k not in SAME_MODEL and ckpt["config"].get(k, v) != v and (k, v) != ("max_new_tokens", 0)]
+                 if k not in SAME_MODEL and ckpt["config"].get(k, v) != v and
+                 (k, v) != ("max_new_tokens", 0)]
         if stale:
             raise UsageError(f"{path} was trained with another recipe ({', '.join(stale)}): "
                              "delete it or choose another --out_dir")
@@ -114,8 +129,9 @@ def train(cfg, task, seed, model):
     os.makedirs(sft.out_dir, exist_ok=True)
     t0 = time.time()
     with open(os.path.join(sft.out_dir, "train.log"), "a") as f, contextlib.redirect_stdout(f):
-        r = train_sft.main(sft)
-    print(f"trained {task} seed {seed} {model}: left test {r['left_test']:.1%}, ood {r['left_ood']:.1%} "
+        r = script.main(sft)
+    test, ood = (r["E_test"], r["E_ood"]) if model == "wide" else (r["left_test"], r["left_ood"])
+    print(f"trained {task} seed {seed} {model}: test {test:.1%}, ood {ood:.1%} "
           f"({time.time() - t0:.0f} s)", flush=True)
     return path
 
@@ -123,14 +139,15 @@ def train(cfg, task, seed, model):
 def build(kind, path, cfg, device):
     """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint)."""
     kw = dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold)
-    return load_system(path, "A" if kind == "A=" else kind, device, **({} if kind in ("A", "A=") else kw))
+    return load_system(path, "A" if kind == "A=" else kind, device,
+                       **({} if kind in ("A", "A=") else kw))
 
 
 @torch.no_grad()
 def tictactoe_losses(system):
     """The exact probability that the system loses to the perfect player, as X and as O:
-    games.tictactoe.exact_outcome plays out every optimal reply and asks the system (greedy) for
-    its move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule)."""
+    games.tictactoe.exact_outcome plays out every optimal reply and asks the system (greedy) for its
+    move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule)."""
     @functools.lru_cache(maxsize=None)
     def move(board):
         m = read_move(system.answer([to_prompt(board)], 4).final[0])
@@ -155,7 +172,8 @@ def summarise(runs):
         for system in next(iter(seeds.values())):
             flat = [flatten(seeds[s][system]) for s in seeds]
             summary.setdefault(task, {})[system] = {
-                k: [statistics.mean(f[k] for f in flat), statistics.stdev(f[k] for f in flat) if len(flat) > 1 else 0.0]
+                k: [statistics.mean(f[k] for f in flat),
+                    statistics.stdev(f[k] for f in flat) if len(flat) > 1 else 0.0]
                 for k in flat[0]}
     return summary
 
@@ -177,7 +195,8 @@ def fmt(ms, pct=True):
 def task_table(task, systems):
     """One markdown table: a row per system, mean ± sd over seeds."""
     ttt = "loss_as_x" in next(iter(systems.values()))
-    head = ["system", "params", "test", "ood", "loops test", "loops ood", "passes ood", "tokens ood"]
+    head = ["system", "params", "test", "ood", "loops test", "loops ood", "passes ood",
+            "tokens ood"]
     head += ["loses as X", "loses as O"] if ttt else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in systems.items():
@@ -201,11 +220,13 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
 
 def verdict(a, b, seeds=3):
     """'held' when a's mean beats b's by more than the larger seed spread, 'reversed' when it loses
-    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest; with one, no verdict)."""
+    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest; with one, no
+    verdict)."""
     diff, spread = a[0] - b[0], max(a[1], b[1])
     if seeds < 2:
         return f"{diff:+.1%} (one seed: no spread to judge by)"
-    return f"{diff:+.1%}, " + ("held" if diff > spread else "reversed" if diff < -spread else "within the spread")
+    return f"{diff:+.1%}, " + ("held" if diff > spread else
+                               "reversed" if diff < -spread else "within the spread")
 
 
 def claims(summary, seeds=3):
@@ -217,11 +238,13 @@ def claims(summary, seeds=3):
         if parts:
             lines.append(f"- *{words}*: {a} − {b}: " + "; ".join(parts) + ".")
     for k in "FEG":  # the systems whose loop count is theirs to choose
-        rows = [(task, s[k]["test.loops"][0], s[k]["ood.loops"][0]) for task, s in summary.items() if k in s]
+        rows = [(task, s[k]["test.loops"][0], s[k]["ood.loops"][0])
+                for task, s in summary.items() if k in s]
         if rows:
             held = all(o > t for _, t, o in rows)
-            lines.append(f"- *an SLN adapts its compute to the difficulty of the problem (line 99)*: {k}'s mean "
-                         "loops, test → ood: " + "; ".join(f"{task} {t:.2f} → {o:.2f}" for task, t, o in rows)
+            lines.append(f"- *an SLN adapts its compute to the difficulty of the problem "
+                         f"(line 99)*: {k}'s mean loops, test → ood: "
+                         + "; ".join(f"{task} {t:.2f} → {o:.2f}" for task, t, o in rows)
                          + (": held." if held else ": did not hold on every task."))
     return "\n".join(lines)
 
@@ -240,14 +263,18 @@ def plot(summary, out_dir):
     fig, axes = plt.subplots(2, len(summary), figsize=(4 * len(summary), 7), squeeze=False)
     for (top, bottom), (task, systems) in zip(axes.T, summary.items()):
         for name, s in systems.items():
-            top.errorbar(s["ood.passes"][0], s["ood.acc"][0], yerr=s["ood.acc"][1], fmt="o", capsize=3)
-            top.annotate(name, (s["ood.passes"][0], s["ood.acc"][0]), textcoords="offset points", xytext=(4, 4))
-        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match", ylim=(0, 1))
+            top.errorbar(s["ood.passes"][0], s["ood.acc"][0], yerr=s["ood.acc"][1], fmt="o",
+                         capsize=3)
+            top.annotate(name, (s["ood.passes"][0], s["ood.acc"][0]), textcoords="offset points",
+                         xytext=(4, 4))
+        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match",
+                ylim=(0, 1))
         names = list(systems)
         for j, split in enumerate(("test", "ood")):
-            bottom.bar([i + 0.4 * j for i in range(len(names))], [systems[n][f"{split}.loops"][0] for n in names],
-                       width=0.4, label=split)
-        bottom.set(xticks=[i + 0.2 for i in range(len(names))], xticklabels=names, ylabel="mean IDL loops")
+            bottom.bar([i + 0.4 * j for i in range(len(names))],
+                       [systems[n][f"{split}.loops"][0] for n in names], width=0.4, label=split)
+        bottom.set(xticks=[i + 0.2 for i in range(len(names))], xticklabels=names,
+                   ylabel="mean IDL loops")
         bottom.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "table1.png"), dpi=120)
@@ -256,22 +283,25 @@ def plot(summary, out_dir):
 
 def write_results(cfg, command, runs, minutes, trained):
     """results.json (every run and the summary), table.md (the tables and the claims), the plot,
-    and the README's Table 1 section, rewritten between its markers."""
+    and the Table 1 section of cfg.readme, rewritten between its markers."""
     summary = summarise(runs)
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
-    hardware = cpu + (f", {torch.cuda.get_device_name()}" if get_device(cfg.device).type == "cuda" else ", no GPU")
+    hardware = cpu + (f", {torch.cuda.get_device_name()}"
+                      if get_device(cfg.device).type == "cuda" else ", no GPU")
     meta = dict(command=command, hardware=hardware, torch=torch.__version__,
                 minutes=round(minutes, 1), train_minutes=round(trained, 1), seeds=cfg.seeds,
                 date=time.strftime("%Y-%m-%d"))
     os.makedirs(cfg.results_dir, exist_ok=True)
     with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
         json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
-    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, torch {meta['torch']}, plus "
-          f"{meta['train_minutes']} minutes of training for its {sum(len(s) for s in runs.values())} task-seed "
-          "cells (the checkpoints' own training clocks; a run reuses the checkpoints it finds), seeds "
+    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, "
+          f"torch {meta['torch']}, plus {meta['train_minutes']} minutes of training for its "
+          f"{sum(len(s) for s in runs.values())} task-seed cells (the checkpoints' own training "
+          "clocks; a run reuses the checkpoints it finds), seeds "
           f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval} "
           "problems per split.\n\n"
-          + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}" for task, systems in summary.items())
+          + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}"
+                        for task, systems in summary.items())
           + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n"
           + claims(summary, len(cfg.seeds.split(","))) + "\n")
     with open(os.path.join(cfg.results_dir, "table.md"), "w") as f:
@@ -286,7 +316,8 @@ def write_readme(path, md):
     """Replace what lies between the README's Table 1 markers with md (atomically)."""
     text = open(path).read()
     if BEGIN not in text or END not in text:
-        raise UsageError(f"{path} has no Table 1 markers ({BEGIN} ... {END}); add them where the table goes")
+        raise UsageError(f"{path} has no Table 1 markers ({BEGIN} ... {END}); "
+                         "add them where the table goes")
     head, rest = text.split(BEGIN, 1)
     with open(path + ".tmp", "w") as f:
         f.write(head + BEGIN + "\n" + md + END + rest.split(END, 1)[1])
@@ -294,43 +325,13 @@ def write_readme(path, md):
     print(f"rewrote the Table 1 section of {path}")
 
 
-@torch.no_grad()
-def probe_right(right, task, pairs):
-    """How often the right lobe rejects y_true with its digit i changed (+5 mod 10), per i: a
-    right lobe that verifies rejects them all; one that learned a shortcut shows where it looks."""
-    n = min(len(a) for _, a in pairs)
-    rates = []
-    for i in range(n):
-        wrong = [(p, a[:i] + str((int(a[i]) + 5) % 10) + a[i + 1:]) for p, a in pairs if a[i].isdigit()]
-        s = right.score([prompt_ids(p) + answer_ids(w) for p, w in wrong])
-        rates.append((s < 0).float().mean().item())
-    s_true = right.score([prompt_ids(p) + answer_ids(a) for p, a in pairs])
-    return rates, (s_true > 0).float().mean().item()
-
-
-@torch.no_grad()
-def judges(right, task, pairs):
-    """Two judges inside one right lobe, each scored as train_sft scores it (mean of the accuracy on
-    y_true and on one task.corrupt of it): its score (eq 7; the head plus judge_weight times the
-    answer's log-likelihood, lobes.py), and its language model (eq 1) alone, read as a verifier
-    that accepts an answer iff it predicts every answer token with p > 1/2."""
-    rng = random.Random(0)
-    rows = [(p, a, True) for p, a in pairs] + [(p, task.corrupt(p, a, rng), False) for p, a in pairs]
-    prompts, answers = [prompt_ids(p) for p, _, _ in rows], [answer_ids(a) for _, a, _ in rows]
-    good = torch.tensor([y for _, _, y in rows])
-    scored = right.score([p + a for p, a in zip(prompts, answers)]) > 0
-    logp, _ = answer_logprobs(right, prompts, answers)     # 0 off the answer tokens
-    lm = logp.min(1).values > math.log(0.5)
-    accuracy = lambda accept: (accept[good].float().mean() + (~accept[~good]).float().mean()).item() / 2
-    return accuracy(scored), accuracy(lm)
-
-
 # -----------------------------------------------------------------------------
 def one_checkpoint(cfg, kinds, device):
-    """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task, plus
-    the per-digit probe of its right lobe and its two judges. Prints; writes nothing."""
+    """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task. Prints;
+    writes nothing."""
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
-        raise UsageError("with --ckpt, choose systems among A B C D F (and A= together with --ckpt_equal)")
+        raise UsageError("with --ckpt, choose systems among A B C D F "
+                         "(and A= together with --ckpt_equal)")
     task = load_task(load_checkpoint(cfg.ckpt)["task"])
     splits = {s: task.dataset(s, cfg.n_eval, int(cfg.seeds.split(",")[0])) for s in ("test", "ood")}
     max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
@@ -338,46 +339,38 @@ def one_checkpoint(cfg, kinds, device):
     for k in kinds:
         system = build(k, cfg.ckpt_equal if k == "A=" else cfg.ckpt, cfg, device)
         run_[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
-    summary = summarise({task.name: {"one": run_}})[task.name]
-    print(task_table(task.name, summary))
-    right = load_lobes(cfg.ckpt, device)[1]
-    rates, accept = probe_right(right, task, splits["test"])
-    print(f"\nright lobe on test: accepts {accept:.1%} of true answers; rejects answers with answer character i "
-          "changed:\n| i | " + " | ".join(map(str, range(len(rates)))) + " |\n|---|" + "---|" * len(rates) +
-          "\n| rejected | " + " | ".join(f"{r:.0%}" for r in rates) + " |")
-    print(f"\nits score adds {right.judge_weight.item():.2f} x the answer's log-likelihood (lobes.py)\n"
-          "| right lobe as a judge of y_true vs a corruption | test | ood |\n|---|---|---|")
-    for name, accs in zip(("its score (eq 7)", "its language model alone (every answer token p > 1/2)"),
-                          zip(*(judges(right, task, splits[s]) for s in ("test", "ood")))):
-        print(f"| {name} | {accs[0]:.1%} | {accs[1]:.1%} |")
+    print(task_table(task.name, summarise({task.name: {"one": run_}})[task.name]))
     return run_
 
 
 def resolve(cfg):
     """Fill what was left empty with the mode's defaults: the full run writes out/table, results/
-    and the README; --quick writes out/quick and results/quick, uses the first seed only unless
-    --seeds is given, at most 200 problems per split, and leaves the README alone."""
+    and results/README.md; --quick writes out/quick and results/quick, uses the first seed only
+    unless --seeds is given, at most 200 problems per split, and leaves the README alone."""
     q = cfg.quick
     return dataclasses.replace(
         cfg, out_dir=cfg.out_dir or ("out/quick" if q else "out/table"),
         results_dir=cfg.results_dir or ("results/quick" if q else "results"),
-        readme=cfg.readme or ("none" if q else "README.md"), n_eval=min(cfg.n_eval, 200) if q else cfg.n_eval,
+        readme=cfg.readme or ("none" if q else "results/README.md"),
+        n_eval=min(cfg.n_eval, 200) if q else cfg.n_eval,
         seeds=cfg.seeds.split(",")[0] if q and cfg.seeds == Config.seeds else cfg.seeds)
 
 
 def main(cfg: Config):
-    command = " ".join(["python evaluate.py"] + [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()
-                                                 if v != getattr(Config, k)])
+    given = [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items() if v != getattr(Config, k)]
+    command = " ".join(["python evaluate.py"] + given)
     cfg = resolve(cfg)
     device = get_device(cfg.device)
     kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
     if not kinds or any(k not in SYSTEMS and k != "A=" for k in kinds):
-        raise UsageError(f"--systems takes a comma-separated list of A= {' '.join(SYSTEMS)}, got {cfg.systems!r}")
+        raise UsageError(f"--systems takes a comma-separated list of A= {' '.join(SYSTEMS)}, "
+                         f"got {cfg.systems!r}")
     if cfg.ckpt:
         return one_checkpoint(cfg, kinds, device)
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
     if not tasks or any(t not in RECIPES for t in tasks):
-        raise UsageError(f"--tasks takes a comma-separated list of {', '.join(RECIPES)}, got {cfg.tasks!r}")
+        raise UsageError(f"--tasks takes a comma-separated list of {', '.join(RECIPES)}, "
+                         f"got {cfg.tasks!r}")
     try:
         seeds = [int(s) for s in cfg.seeds.split(",")]
     except ValueError:
@@ -387,17 +380,19 @@ def main(cfg: Config):
         task = load_task(name)
         here = systems_on(name, kinds)
         for seed in seeds:
-            paths = {m: train(cfg, name, seed, m) for m in MODELS if any(model_of(k) == m for k in here)}
+            paths = {m: train(cfg, name, seed, m) for m in MODELS
+                     if any(model_of(k) == m for k in here)}
             splits = {s: task.dataset(s, cfg.n_eval, seed) for s in ("test", "ood")}
             max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
             runs.setdefault(name, {})[str(seed)] = r = {}
             for k in here:
                 system = build(k, paths[model_of(k)], cfg, device)
                 r[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
-            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
-                                                     for k, v in r.items()) + " (test/ood)", flush=True)
-    used = {os.path.join(cfg.out_dir, t, f"seed{s}", model_of(k), "ckpt.pt") for t in tasks for s in seeds
-            for k in systems_on(t, kinds)}
+            print(f"{name} seed {seed}: "
+                  + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
+                              for k, v in r.items()) + " (test/ood)", flush=True)
+    used = {os.path.join(cfg.out_dir, t, f"seed{s}", model_of(k), "ckpt.pt")
+            for t in tasks for s in seeds for k in systems_on(t, kinds)}
     trained = sum(load_checkpoint(p).get("results", {}).get("minutes", 0.0) for p in used)
     write_results(cfg, command, runs, (time.time() - t0) / 60, trained)
     return runs

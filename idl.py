@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from data.tokenizer import EOS, LEFT, RIGHT, SEP, VALENCE, decode_answer, valence_token, vocab_size
-from lobes import answer_ids, prompt_ids
+from lobes import answer_ids, prompt_ids, soft_tokens
 
 
 @dataclass
 class Dialogue:
     prompts: list                                    # the B prompts (text)
     attempts: list = field(init=False)        # attempts[i]: row i's answers, one per loop
+    contexts: list = field(init=False)        # contexts[i]: what the speaker read, one per loop
     scores: list = field(init=False)          # scores[i]: the right lobe's p of each attempt
     tokens: list = field(init=False)          # tokens[i]: generated token ids of each attempt
     loops: list = field(init=False)           # loops row i ran
@@ -50,8 +51,10 @@ class Dialogue:
 
     def __post_init__(self):
         B = len(self.prompts)
-        self.attempts, self.scores, self.tokens = ([[] for _ in range(B)] for _ in range(3))
-        self.loops, self.stop, self.final, self.forward_passes = [0] * B, [""] * B, [""] * B, [0] * B
+        self.attempts, self.contexts = [[] for _ in range(B)], [[] for _ in range(B)]
+        self.scores, self.tokens = [[] for _ in range(B)], [[] for _ in range(B)]
+        self.loops, self.stop, self.final = [0] * B, [""] * B, [""] * B
+        self.forward_passes = [0] * B
 
 
 def _temperature(temperature, loop):
@@ -60,7 +63,7 @@ def _temperature(temperature, loop):
 
 
 def speak(lobe, contexts, max_new_tokens, temperature):
-    """One batched generation: token lists in, (answers, token lists, forward passes per row) out."""
+    """One batched generation: token lists in; answers, token lists, forward passes per row out."""
     tokens, _ = lobe.generate(contexts, max_new_tokens, temperature)
     # cut each row after its <|eos|> (generate pads from there); a <|pad|> the lobe sampled itself
     # stays: it is part of what was said, and log-prob bookkeeping (PPO) must see it
@@ -70,8 +73,10 @@ def speak(lobe, contexts, max_new_tokens, temperature):
 
 
 @torch.no_grad()
-def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.0, max_new_tokens=16):
-    """Algorithm 2 lines 4-19, batched: the left lobe answers until the right lobe is satisfied."""
+def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.0,
+                max_new_tokens=16):
+    """Algorithm 2 lines 4-19, batched: the left lobe answers until the right lobe is satisfied.
+    threshold=None never accepts: every row runs all idl_limit loops (SPIN's self-play)."""
     d = Dialogue(list(prompts))
     feedback = [[] for _ in prompts]
     active = list(range(len(prompts)))
@@ -79,17 +84,20 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
         if not active:
             break
         # LOOP LOGIC: Alg 2 lines 6-13, the left lobe answers x (prompt [+ attempt + valence])
-        answers, rows, passes = speak(left, [prompt_ids(prompts[i], feedback[i]) for i in active],
-                                       max_new_tokens, _temperature(temperature, loop))
+        contexts = [prompt_ids(prompts[i], feedback[i]) for i in active]
+        temp = _temperature(temperature, loop)
+        answers, rows, passes = speak(left, contexts, max_new_tokens, temp)
         # LOOP LOGIC: Alg 2 line 14, the right lobe scores prompt + answer in one pass
-        p = torch.sigmoid(right.score([prompt_ids(prompts[i]) + answer_ids(a) for i, a in zip(active, answers)]))
+        judged = [prompt_ids(prompts[i]) + answer_ids(a) for i, a in zip(active, answers)]
+        p = torch.sigmoid(right.score(judged)).tolist()
         still = []
-        for i, a, r, n, pi in zip(active, answers, rows, passes, p.tolist()):
-            d.attempts[i].append(a), d.scores[i].append(pi), d.tokens[i].append(r)
+        for i, c, a, r, n, pi in zip(active, contexts, answers, rows, passes, p):
+            d.attempts[i].append(a), d.contexts[i].append(c)
+            d.scores[i].append(pi), d.tokens[i].append(r)
             d.loops[i], d.forward_passes[i] = loop + 1, d.forward_passes[i] + n + 1
-            if pi >= threshold:                       # Alg 2 lines 15-16: accepted, this row stops
+            if threshold is not None and pi >= threshold:   # Alg 2 lines 15-16: accepted, stop
                 d.stop[i], d.final[i] = "accepted", a
-            else:                                     # Alg 2 line 18 / eq 6: feed the score back
+            else:                                           # Alg 2 line 18 / eq 6: feed it back
                 feedback[i] = [(a, valence_token(pi))]
                 still.append(i)
         active = still
@@ -97,18 +105,6 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
         best = max(range(len(d.scores[i])), key=lambda j: d.scores[i][j])
         d.stop[i], d.final[i] = "limit", d.attempts[i][best]
     return d
-
-
-def attempt_rows(d):
-    """Every attempt of a lateralized Dialogue as (row, loop, context, answer tokens); the context
-    is what the left lobe read in lateralized(): the prompt, after loop 0 with the last attempt
-    and its valence (eq 6). PPO needs it to score each attempt under the policy that made it."""
-    rows = []
-    for i, p in enumerate(d.prompts):
-        for j, tokens in enumerate(d.tokens[i]):
-            feedback = [(d.attempts[i][j - 1], valence_token(d.scores[i][j - 1]))] if j else []
-            rows.append((i, j, prompt_ids(p, feedback), tokens))
-    return rows
 
 
 @torch.no_grad()
@@ -130,8 +126,8 @@ def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
         a_l, rows_l, n_l = speak(left, ctx_l, max_new_tokens, t)     # LOOP LOGIC: both lobes speak
         a_r, _, n_r = speak(right, ctx_r, max_new_tokens, t)
         still = []
-        for i, al, ar, r, nl, nr in zip(active, a_l, a_r, rows_l, n_l, n_r):
-            d.attempts[i].append(al), d.tokens[i].append(r)
+        for i, c, al, ar, r, nl, nr in zip(active, ctx_l, a_l, a_r, rows_l, n_l, n_r):
+            d.attempts[i].append(al), d.contexts[i].append(c), d.tokens[i].append(r)
             last_left[i], last_right[i] = al, ar
             d.loops[i], d.forward_passes[i] = loop + 1, d.forward_passes[i] + nl + nr
             if al == ar:                              # LOOP LOGIC: the lobes agree, this row stops
@@ -145,25 +141,12 @@ def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
 
 
 # -----------------------------------------------------------------------------
-# The differentiable dialogue (§5.1 eqs 3-4 [252-258], §5.2 eqs 5-6 [276, 297-303]): the lateralized
-# loop on soft tokens, so D's judgement of G's answer backpropagates into G. Every token is a
-# distribution over the vocabulary, (B, T, V): the prompt one-hot, G's answer soft or straight-through
-# one-hot, the valence token straight-through. Each lobe embeds a distribution p with its OWN table,
-# p @ W_E (eq 4), so G's input and D's input are the same sample seen through different embeddings.
-def soft_tokens(logits, tau, hard=True):
-    """Eq 3: p = softmax(logits / tau) (hard=False), or straight-through Gumbel (hard=True): the
-    forward value is EXACTLY the one-hot of argmax(logits + Gumbel noise), a sample from
-    softmax(logits), and the backward pass is that of softmax((logits + noise) / tau).
-    onehot + (soft - soft.detach()) is exact since x - x == 0 in floating point; F.gumbel_softmax's
-    onehot - soft.detach() + soft is not (it can be 1 - 1 ulp). logits (..., V) -> p (..., V)."""
-    if not hard:
-        return F.softmax(logits.float() / tau, dim=-1)
-    noise = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()   # Gumbel(0, 1)
-    soft = F.softmax((logits.float() + noise) / tau, dim=-1)
-    onehot = F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
-    return onehot + (soft - soft.detach())
-
-
+# The differentiable dialogue (§5.1 eqs 3-4 [252-258], §5.2 eqs 5-6 [276, 297-303]): the
+# lateralized loop on soft tokens, so D's judgement of G's answer backpropagates into G. Every
+# token is a distribution over the vocabulary, (B, T, V): the prompt one-hot, G's answer soft or
+# straight-through one-hot, the valence token straight-through (lobes.soft_tokens, eq 3). Each
+# lobe embeds a distribution p with its OWN table, p @ W_E (eq 4), so G's input and D's input are
+# the same sample seen through different embeddings.
 def one_hot_context(seqs, device):
     """Token lists -> left-padded one-hot distributions (B, T, V) and key_valid (B, T)."""
     T = max(len(s) for s in seqs)
@@ -179,14 +162,18 @@ def lobe_forward(lobe, emb, valid, remat=False):
     """(logits, scores) of a lobe on input embeddings with key_valid; pads take no position.
     remat: activation checkpointing, only the inputs are kept and the pass is re-run in backward."""
     def fwd(emb, valid):
-        return lobe(embeds=emb, pos=(valid.long().cumsum(1) - 1).clamp(min=0), key_valid=valid)[:2]
-    return checkpoint(fwd, emb, valid, use_reentrant=False) if remat and torch.is_grad_enabled() else fwd(emb, valid)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        return lobe(embeds=emb, pos=pos, key_valid=valid, score=True)
+    if remat and torch.is_grad_enabled():
+        return checkpoint(fwd, emb, valid, use_reentrant=False)
+    return fwd(emb, valid)
 
 
 def soft_answer(left, ctx, valid, n_tokens, tau, hard=True, remat=False):
     """Eq 5, G(x) = V * LLM(x): n_tokens soft tokens after the context (B, T, V), each one fed
     back as p @ W_E (eqs 3-4). No KV cache (it writes in place, which autograd cannot
-    differentiate): step t re-runs the context plus t tokens, the m1 forward passes of §5.2 [303]."""
+    differentiate): step t re-runs the context plus t tokens, the m1 forward passes of §5.2
+    [303]."""
     emb = ctx @ left.wte.weight                                                      # (B, T, C)
     on = torch.ones(valid.size(0), 1, dtype=torch.bool, device=valid.device)
     probs = []
@@ -201,7 +188,8 @@ def soft_answer(left, ctx, valid, n_tokens, tau, hard=True, remat=False):
 def first_eos(answer):
     """Index of each row's first <|eos|> (by argmax) in an answer (B, n, V), else n: (B,)."""
     n = answer.size(1)
-    return torch.where(answer.argmax(-1) == EOS, torch.arange(n, device=answer.device), n).min(1).values
+    at = torch.arange(n, device=answer.device)
+    return torch.where(answer.argmax(-1) == EOS, at, n).min(1).values
 
 
 def answer_end(answer):
@@ -212,7 +200,7 @@ def answer_end(answer):
 def soft_score(right, ctx, valid, answer, remat=False):
     """D's score logit of context + answer, both distributions embedded with D's own W_E, read at
     the answer's <|eos|> as Lobe.score reads a sequence's last token: (B,)."""
-    x = torch.cat([ctx, answer], 1) @ right.wte.weight                                # (B, T + n, C)
+    x = torch.cat([ctx, answer], 1) @ right.wte.weight                      # (B, T + n, C)
     v = torch.cat([valid, torch.ones(answer.shape[:2], dtype=torch.bool, device=valid.device)], 1)
     _, scores = lobe_forward(right, x, v, remat)
     return scores.gather(1, (ctx.size(1) + answer_end(answer))[:, None]).squeeze(1)
@@ -233,9 +221,9 @@ def soft_valence(score):
 
 
 def feedback_context(prompt, valid, answer, score):
-    """Eq 6: x <- concat(x_prompt, G(x), D(G(x))) as prompt + attempt + valence + <|sep|>, the layout
-    of lobes.prompt_ids: the attempt's <|eos|> and anything after it are masked out (key_valid
-    False, no position), so the left lobe reads exactly the dialogue SFT taught it."""
+    """Eq 6: x <- concat(x_prompt, G(x), D(G(x))) as prompt + attempt + valence + <|sep|>, the
+    layout of lobes.prompt_ids: the attempt's <|eos|> and anything after it are masked out
+    (key_valid False, no position), so the left lobe reads exactly the dialogue SFT taught it."""
     B, n = answer.shape[:2]
     keep = torch.arange(n, device=answer.device)[None, :] < first_eos(answer)[:, None]      # (B, n)
     sep = F.one_hot(torch.full((B, 1), SEP, device=answer.device), vocab_size).float()
@@ -246,16 +234,18 @@ def feedback_context(prompt, valid, answer, score):
 
 @dataclass
 class SoftDialogue:
-    answers: list  # answers[k]: G's answer of loop k, (B, n, V) distributions (one-hot forward if hard)
+    answers: list  # answers[k]: G's answer of loop k, (B, n, V) distributions (one-hot if hard)
     scores: list   # scores[k]: D's score logit of prompt + answers[k], (B,)
 
 
-def soft_lateralized(left, right, prompts, n_tokens, idl_limit=1, tau=1.0, hard=True, window=0, remat=False):
+def soft_lateralized(left, right, prompts, n_tokens, idl_limit=1, tau=1.0, hard=True, window=0,
+                     remat=False):
     """The lateralized loop on soft tokens (eq 6), every loop differentiable:
 
-        for k = 1 .. idl_limit:  y_k = G(x) (eq 5);  s_k = D(x_prompt, y_k);  x <- concat(x_prompt, y_k, v(s_k))
+        for k = 1 .. idl_limit:
+            y_k = G(x) (eq 5);  s_k = D(x_prompt, y_k);  x <- concat(x_prompt, y_k, v(s_k))
 
-    prompts: token lists. No stopping rule: every row runs idl_limit loops (training needs them all).
+    prompts: token lists. No stopping rule: every row runs idl_limit loops (training needs all).
     window = 0: full BPTT, a loss on any loop reaches every earlier loop through the context.
     window = m: truncated BPTT over the last m loops: the loops before run without a graph
       (torch.no_grad), so the window's first context is a constant and they get zero gradient.
@@ -273,6 +263,6 @@ def soft_lateralized(left, right, prompts, n_tokens, idl_limit=1, tau=1.0, hard=
             answer = soft_answer(left, ctx, v, n_tokens, tau, hard, remat)
             score = soft_score(right, prompt, valid, answer, remat)
             d.answers.append(answer), d.scores.append(score)
-            if k + 1 < idl_limit:                 # LOOP LOGIC: eq 6, the answer and D's valence go back in
+            if k + 1 < idl_limit:     # LOOP LOGIC: eq 6, the answer and D's valence go back in
                 ctx, v = feedback_context(prompt, valid, answer, score)
     return d

@@ -9,10 +9,11 @@ student) and every right lobe (discriminator, critic, teacher) is a `Lobe`.
         score head  one logit per position; a sequence's  -> what a right lobe feels
                     score is the logit at its last real token, probability = sigmoid;
                     the logit adds the lobe's own log-likelihood of the answer (below)
-    - soft tokens (paper eqs 3-4, lines 256-258): soft_embed(p) = p @ W_E with
-      p = softmax(logits / tau), or straight-through Gumbel-softmax (one-hot forward, soft backward)
+    - soft tokens (paper eqs 3-4, lines 256-258): p = softmax(logits / tau) (soft_tokens), or its
+      straight-through Gumbel sample, fed to a lobe as p @ W_E
     - batched generation with a KV cache, per-row <|eos|>, temperature and top-k, returning the
-      tokens and their log-probs; and the summed log-prob of given answers (SPIN, PPO)
+      tokens and their log-probs; and the teacher-forced log-probs of given answers (eq 1, SPIN,
+      PPO), one forward pass for every script (teacher_forced)
 
 Positions: rotary embeddings (RoPE, Su et al. 2021), applied to queries and keys from per-row
 position ids. Attention then depends only on the distance between two tokens, so a head that
@@ -24,8 +25,8 @@ The score reads the lobe's surprise. A head on h_t alone cannot judge an answer 
 itself: h_t is trained to compute token t+1, while judging token t needs what was computed at
 t-1, i.e. log p(token t). So score_t = head(h_t) + judge_weight * log p(answer[:t] | prompt), the
 summed log-prob of the tokens after the last <|sep|> (0 before any answer, e.g. a bare board);
-judge_weight starts at 0 and is learned. On addition this lifts the right lobe from 73.8% to
-98.1% telling y_true from a corruption (README, Results). With tied embeddings
+judge_weight starts at 0 and is learned, so an untrained lobe judges with its head alone. With
+tied embeddings
 log p(token t) = h_{t-1} . x_t - logsumexp(logits_{t-1}) for the input embedding x_t, so a soft
 token x = p @ W_E (eq 4) gets E_p[log p] from the same formula.
 
@@ -54,23 +55,34 @@ class LobeConfig:
 
 
 # -----------------------------------------------------------------------------
-def rope(x, pos, base):
-    """Rotate channel pairs of x (B, H, T, D) by angles pos * base^(-2i/D); pos is (B, T)."""
-    d = x.size(-1) // 2
-    freq = base ** (-torch.arange(d, device=x.device, dtype=torch.float32) / d)
+def rope_table(pos, head_dim, base):
+    """cos and sin of RoPE's angles pos * base^(-2i/D) for positions pos (B, T): (B, 1, T, D/2)
+    each, fp32. Computed once per forward pass and shared by every layer's queries and keys."""
+    d = head_dim // 2
+    freq = base ** (-torch.arange(d, device=pos.device, dtype=torch.float32) / d)
     ang = pos[:, None, :, None].float() * freq                # (B, 1, T, d)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    return ang.cos(), ang.sin()
+
+
+def rope(x, table):
+    """Rotate channel pairs of x (B, H, T, D) by the angles of rope_table (cos, sin)."""
+    d = x.size(-1) // 2
+    cos, sin = (t.to(x.dtype) for t in table)
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far: (L, B, H, T_max, D) each."""
+    """Keys and values of every layer for the tokens seen so far: (L, B, H, T_max, D) each, and
+    which positions hold real tokens: valid (B, T_max), False for a prompt's left padding."""
 
-    def __init__(self, cfg, batch, max_len, device, dtype):
+    def __init__(self, cfg, batch, max_len, device, dtype, prompt_valid=None):
         shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        if prompt_valid is not None:
+            self.valid[:, :prompt_valid.size(1)] = prompt_valid
         self.len = 0  # tokens already stored; advanced once per forward by Lobe.forward
 
     def update(self, layer, k, v):
@@ -81,6 +93,19 @@ class KVCache:
         return self.k[layer, :, :, :self.len + t], self.v[layer, :, :, :self.len + t]
 
 
+def attention_mask(valid, start, T):
+    """(B, 1, T, S) boolean mask for queries at positions start .. start + T - 1 over the keys
+    0 .. S - 1 = start + T - 1: causal, and only keys that are valid (B, >= S). A query always
+    sees itself, so a pad's row is never all -inf (no NaN). One new token (T = 1, a decoding
+    step) has every stored key in its past: the mask is the valid keys alone."""
+    S = start + T
+    if T == 1:
+        return valid[:, None, None, :S]
+    q_at = torch.arange(start, S, device=valid.device)[:, None]
+    k_at = torch.arange(S, device=valid.device)[None, :]
+    return (((k_at <= q_at) & valid[:, None, :S]) | (k_at == q_at))[:, None]
+
+
 class Attention(nn.Module):
 
     def __init__(self, cfg, layer):
@@ -89,14 +114,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, pos, mask, cache):
+    def forward(self, x, rot, mask, cache):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, pos, self.cfg.rope_base), rope(k, pos, self.cfg.rope_base)  # (B, H, T, D)
+        q, k = rope(q, rot), rope(k, rot)                                          # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)                                    # (B, H, S, D)
         drop = self.cfg.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=drop)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           dropout_p=drop)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -109,8 +135,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, pos, mask, cache):
-        x = x + self.attn(self.ln1(x), pos, mask, cache)  # pre-LN: normalise, transform, add
+    def forward(self, x, rot, mask, cache):
+        """rot: rope_table of the positions; mask: None (causal) or (B, 1, T, S)."""
+        x = x + self.attn(self.ln1(x), rot, mask, cache)  # pre-LN: normalise, transform, add
         return x + self.mlp(self.ln2(x))
 
 
@@ -140,46 +167,41 @@ class Lobe(nn.Module):
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx=None, embeds=None, pos=None, key_valid=None, cache=None, targets=None, loss_mask=None):
-        """Token ids idx (B, T) or input embeddings embeds (B, T, C) -> (logits, scores, loss).
+    def forward(self, idx=None, embeds=None, pos=None, key_valid=None, cache=None, score=False):
+        """Token ids idx (B, T) or input embeddings embeds (B, T, C) -> logits (B, T, V), scores.
 
         Right-padded batches need no mask (causal attention never looks right). Left-padded ones
-        pass key_valid (B, S): False for pads; pos (B, T) gives each token's position in its row.
-        targets (B, T) with loss_mask (B, T) gives the mean cross-entropy over masked positions.
-        scores need the whole sequence (answer_logprob): with a cache they are None.
+        pass key_valid (B, T): False for pads (with a cache: KVCache's prompt_valid); pos (B, T)
+        gives each token's position in its row.
+        scores (B, T) are computed only when asked (score=True: a right lobe judging), else None:
+        a left lobe's LM step and generation never pay for them. They read the whole sequence
+        (answer_logprob), so a cached forward cannot give them.
         """
         x = x0 = self.wte(idx) if embeds is None else embeds            # (B, T, C)
         B, T, _ = x.shape
         start = cache.len if cache is not None else 0
         if pos is None:
             pos = torch.arange(start, start + T, device=x.device).expand(B, T)
-        mask = None
-        if key_valid is not None or cache is not None:                  # explicit (B, 1, T, S) mask
-            S = start + T
-            q_at = torch.arange(start, S, device=x.device)[:, None]
-            k_at = torch.arange(S, device=x.device)[None, :]
-            valid = key_valid if key_valid is not None else torch.ones(B, S, dtype=torch.bool, device=x.device)
-            mask = ((k_at <= q_at) & valid[:, None, :]) | (k_at == q_at)  # a pad still sees itself: no NaN
-            mask = mask[:, None]
+        valid = cache.valid if cache is not None else key_valid
+        mask = None if valid is None else attention_mask(valid, start, T)  # None: plain causal
+        rot = rope_table(pos, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)
         for block in self.blocks:
-            x = block(x, pos, mask, cache)
+            x = block(x, rot, mask, cache)
         if cache is not None:
             cache.len += T
         h = self.ln_f(x)
         logits = h @ self.wte.weight.T                                  # (B, T, V) tied LM head
-        scores = None if cache is not None else (                       # (B, T) score logits
-            self.score_head(h).squeeze(-1) + self.judge_weight * self.answer_logprob(x0, h, logits))
-        loss = None
-        if targets is not None:
-            ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(B, T)
-            m = loss_mask.float() if loss_mask is not None else torch.ones_like(ce)
-            loss = (ce * m).sum() / m.sum().clamp(min=1)
-        return logits, scores, loss
+        if not score:
+            return logits, None
+        if cache is not None:
+            raise ValueError("scores read the whole sequence: ask for them without a KV cache")
+        surprise = self.answer_logprob(x0, h, logits)                   # (B, T)
+        return logits, self.score_head(h).squeeze(-1) + self.judge_weight * surprise
 
     def answer_logprob(self, x0, h, logits):
         """log p(tokens after the last <|sep|>, up to t | everything before them) at each t: (B, T).
         x0 (B, T, C) are the input embeddings, h and logits the final states and LM logits."""
-        # log p(x_t | x_<t) = logit_{t-1}(x_t) - logsumexp(logits_{t-1}), in fp32 even under autocast
+        # log p(x_t | x_<t) = logit_{t-1}(x_t) - logsumexp(logits_{t-1}), fp32 even under autocast
         lp = (h[:, :-1] * x0[:, 1:]).float().sum(-1) - logits[:, :-1].float().logsumexp(-1)
         total = F.pad(lp, (1, 0)).cumsum(1)                                  # (B, T), from t = 0
         sep = (x0 == self.wte.weight[SEP].to(x0.dtype)).all(-1)              # hard <|sep|> tokens
@@ -187,24 +209,11 @@ class Lobe(nn.Module):
         last_sep = torch.where(sep, at, 0).cummax(1).values                  # (B, T)
         return torch.where(sep.cumsum(1) > 0, total - total.gather(1, last_sep), 0.0)
 
-    # ---- soft tokens, eqs 3-4 ------------------------------------------------
-    def soft_embed(self, logits, tau=1.0, gumbel=False):
-        """Eq 3-4: x_hat = p @ W_E, p = softmax(logits / tau): a differentiable "token".
-
-        gumbel=True is straight-through Gumbel-softmax: the forward value is exactly the one-hot
-        embedding of a sampled token, the backward pass sees the soft sample's gradient.
-        """
-        if gumbel:
-            p = F.gumbel_softmax(logits.float(), tau=tau, hard=True)
-        else:
-            p = F.softmax(logits.float() / tau, dim=-1)
-        return p.to(self.wte.weight.dtype) @ self.wte.weight            # (B, T, C)
-
     # ---- scores --------------------------------------------------------------
     def score(self, seqs):
         """The score logit of each sequence (a list of token lists) at its last token: (B,)."""
         idx, lengths = pad_right(seqs, self.wte.weight.device)
-        _, scores, _ = self(idx)
+        _, scores = self(idx, score=True)
         return scores.gather(1, (lengths - 1)[:, None]).squeeze(1)
 
     # ---- generation ----------------------------------------------------------
@@ -226,8 +235,8 @@ class Lobe(nn.Module):
         pos = (key_valid.long().cumsum(1) - 1).clamp(min=0)
         temp = torch.as_tensor(temperature, dtype=torch.float32, device=dev).expand(B)
         greedy = temp == 0
-        cache = KVCache(self.cfg, B, Tp + max_new_tokens, dev, self.wte.weight.dtype)
-        logits, _, _ = self(idx, pos=pos, key_valid=key_valid, cache=cache)
+        cache = KVCache(self.cfg, B, Tp + max_new_tokens, dev, self.wte.weight.dtype, key_valid)
+        logits, _ = self(idx, pos=pos, cache=cache)
         tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=dev)
         logps = torch.zeros(B, max_new_tokens, device=dev)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -235,19 +244,20 @@ class Lobe(nn.Module):
             logit = logits[:, -1].float() / torch.where(greedy, 1.0, temp)[:, None]  # (B, V)
             logp = F.log_softmax(logit, dim=-1)
             if top_k is not None:
-                logit = logit.masked_fill(logit < logit.topk(top_k, dim=-1).values[:, -1:], -math.inf)
+                kth = logit.topk(top_k, dim=-1).values[:, -1:]
+                logit = logit.masked_fill(logit < kth, -math.inf)
             nxt = logp.argmax(-1)
             if not greedy.all():  # draw random numbers only when some row samples (exact resume)
-                nxt = torch.where(greedy, nxt, torch.multinomial(F.softmax(logit, dim=-1), 1).squeeze(1))
+                drawn = torch.multinomial(F.softmax(logit, dim=-1), 1).squeeze(1)
+                nxt = torch.where(greedy, nxt, drawn)
             nxt = torch.where(done, PAD, nxt)
             tokens[:, t] = nxt
             logps[:, t] = torch.where(done, 0.0, logp.gather(1, nxt[:, None]).squeeze(1))
             done |= nxt == EOS
             if done.all():
                 return tokens[:, :t + 1], logps[:, :t + 1]
-            key_valid = torch.cat([key_valid, torch.ones(B, 1, dtype=torch.bool, device=dev)], 1)
             pos = pos[:, -1:] + 1
-            logits, _, _ = self(nxt[:, None], pos=pos, key_valid=key_valid, cache=cache)
+            logits, _ = self(nxt[:, None], pos=pos, cache=cache)
         return tokens, logps
 
     @torch.no_grad()
@@ -255,6 +265,23 @@ class Lobe(nn.Module):
         """Plain-text prompts in, plain-text answers out (a convenience for eval and play)."""
         tokens, _ = self.generate([prompt_ids(p) for p in prompts], max_new_tokens, temperature)
         return [decode_answer(row) for row in tokens.tolist()]
+
+
+# -----------------------------------------------------------------------------
+# Soft tokens (eqs 3-4, lines 256-258): a token as a distribution p over the vocabulary, which a
+# lobe reads as p @ W_E (its own embedding table) through forward(embeds=...)
+def soft_tokens(logits, tau, hard=True):
+    """Eq 3: p = softmax(logits / tau) (hard=False), or straight-through Gumbel (hard=True): the
+    forward value is EXACTLY the one-hot of argmax(logits + Gumbel noise), a sample from
+    softmax(logits), and the backward pass is that of softmax((logits + noise) / tau).
+    onehot + (soft - soft.detach()) is exact since x - x == 0 in floating point; F.gumbel_softmax's
+    onehot - soft.detach() + soft is not (it can be 1 - 1 ulp). logits (..., V) -> p (..., V)."""
+    if not hard:
+        return F.softmax(logits.float() / tau, dim=-1)
+    noise = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()   # Gumbel(0, 1)
+    soft = F.softmax((logits.float() + noise) / tau, dim=-1)
+    onehot = F.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
+    return onehot + (soft - soft.detach())
 
 
 # -----------------------------------------------------------------------------
@@ -281,28 +308,34 @@ def pad_right(seqs, device):
 def span_mask(starts, lengths, T, device):
     """(B, T) float mask, 1 on positions starts[i] .. starts[i] + lengths[i] - 1 of each row."""
     at = torch.arange(T, device=device)[None, :]
-    s, n = torch.tensor(starts, device=device)[:, None], torch.tensor(lengths, device=device)[:, None]
+    s = torch.tensor(starts, device=device)[:, None]
+    n = torch.tensor(lengths, device=device)[:, None]
     return ((at >= s) & (at < s + n)).float()
 
 
-def answer_logprobs(model, prompts, answers, temperature=1.0):
-    """Per-token log-probs of given answers after given prompts (token lists): (B, T), mask (B, T).
-
-    Position t holds log p(token t+1 | tokens <= t); mask is 1 exactly on answer tokens.
-    sum(-1) of the product is log p_theta(y | x), the quantity in eq 1, eq 8's ratio and SPIN.
-    """
+def teacher_forced(model, prompts, answers):
+    """One teacher-forced pass over prompt + answer token lists, the forward pass of eq 1, PPO's
+    ratio (eq 8) and SPIN's log-likelihoods: logits (B, T, V), where position t predicts token
+    t + 1, the tokens it predicts (B, T), and mask (B, T), 1 exactly on answer tokens."""
     dev = model.wte.weight.device
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], dev)
-    logits, _, _ = model(idx[:, :-1])
-    logp = F.log_softmax(logits.float() / temperature, dim=-1).gather(2, idx[:, 1:, None]).squeeze(2)
-    mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], logp.size(1), dev)
-    return logp * mask, mask
+    logits, _ = model(idx[:, :-1])
+    mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, dev)
+    return logits, idx[:, 1:], mask
+
+
+def answer_logprobs(model, prompts, answers, temperature=1.0):
+    """Per-token log-probs of given answers after given prompts (token lists), under
+    softmax(logits / temperature): logp (B, T), 0 off the answer tokens, the mask (B, T) and the
+    full log-distribution (B, T, V) (eq 2's KL reads it). sum(-1) of logp is log p_theta(y | x)."""
+    logits, targets, mask = teacher_forced(model, prompts, answers)
+    full = F.log_softmax(logits.float() / temperature, dim=-1)
+    return full.gather(2, targets[..., None]).squeeze(2) * mask, mask, full
 
 
 def sequence_logprob(model, prompts, answers, temperature=1.0):
     """log p_theta(answer | prompt) summed over answer tokens: (B,)."""
-    logp, _ = answer_logprobs(model, prompts, answers, temperature)
-    return logp.sum(1)
+    return answer_logprobs(model, prompts, answers, temperature)[0].sum(1)
 
 
 def answer_scores(model, prompts, answers):
@@ -313,6 +346,6 @@ def answer_scores(model, prompts, answers):
     """
     dev = model.wte.weight.device
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], dev)
-    _, scores, _ = model(idx)
+    _, scores = model(idx, score=True)
     mask = span_mask([len(p) for p in prompts], [len(a) for a in answers], scores.size(1), dev)
     return scores * mask, mask

@@ -52,9 +52,9 @@ def pavlovian_weights(n, lam, c0=1.0):
     left lobe (negatives): the last one, nearest the reward, weighs most. lambda = 0 gives uniform
     weights; lambda -> inf puts all weight on the last item (plain eq 7). C0 cancels in the
     normalisation; it is kept to match the paper. The paper prints 1 - C0*exp(-lambda*dT) for
-    negatives (lines 475-483), which gives the final iteration weight 0 when C0 = 1 and contradicts its
-    own sentence (line 486, "not penalize ... as much for earlier iterations"); we follow the
-    sentence and use the same decay for both.
+    negatives (lines 475-483), which gives the final iteration weight 0 when C0 = 1 and
+    contradicts its own sentence (line 486, "not penalize ... as much for earlier iterations");
+    we follow the sentence and use the same decay for both.
     """
     dt = torch.arange(n - 1, -1, -1, dtype=torch.float32)  # n-1, ..., 1, 0
     if math.isinf(lam):
@@ -90,14 +90,16 @@ def pavlovian_targets(attempt, truth, correct, lam):
     n = len(attempt)
     labels = torch.tensor([float(correct or attempt[:j + 1] == truth[:j + 1]) for j in range(n)])
     if not correct:
-        labels[-1] = 0.0  # the finished wrong answer is a negative even if it equals y_true's prefix
+        # the finished wrong answer is a negative even if it equals y_true's prefix
+        labels[-1] = 0.0
     return labels, pavlovian_weights(n, lam)
 
 
 # -----------------------------------------------------------------------------
 # GAN (§5.2, Algorithm 1 lines 4-5 [286-292]): D's and G's losses on D's score logits
 def gan_discriminator_loss(score_real, score_fake):
-    """Alg 1 line 4: D ascends (1/b) sum_i [log D(y_i) + log(1 - D(G(x_i)))]; we minimise its negative,
+    """Alg 1 line 4: D ascends (1/b) sum_i [log D(y_i) + log(1 - D(G(x_i)))]; we minimise its
+    negative,
 
         L_D = -(1/b) sum_i [log sigmoid(s_real_i) + log(1 - sigmoid(s_fake_i))]
             =  (1/b) sum_i [softplus(-s_real_i) + softplus(s_fake_i)]
@@ -109,7 +111,8 @@ def gan_discriminator_loss(score_real, score_fake):
 
 
 def gan_generator_loss_saturating(score_fake):
-    """Alg 1 line 5, the paper's G loss: G descends (1/b) sum_i log(1 - D(G(x_i))) = -mean softplus(s_fake).
+    """Alg 1 line 5, the paper's G loss: G descends (1/b) sum_i log(1 - D(G(x_i)))
+    = -mean softplus(s_fake).
 
     Saturates: when D is sure a fake is fake (s -> -inf) the gradient sigmoid(s) -> 0, so a
     confident D teaches G nothing (Goodfellow et al. 2014, §3). Args: score_fake (b,) logits.
@@ -118,7 +121,8 @@ def gan_generator_loss_saturating(score_fake):
 
 
 def gan_generator_loss_nonsaturating(score_fake):
-    """Alg 1 line 5, non-saturating form: G descends -(1/b) sum_i log D(G(x_i)) = mean softplus(-s_fake).
+    """Alg 1 line 5, non-saturating form: G descends -(1/b) sum_i log D(G(x_i))
+    = mean softplus(-s_fake).
 
     Same fixed point as the saturating loss, but the gradient 1 - sigmoid(s) is largest exactly
     when D rejects the fake (Goodfellow et al. 2014). train_gan.py's default. Args: score_fake (b,).
@@ -129,7 +133,8 @@ def gan_generator_loss_nonsaturating(score_fake):
 # -----------------------------------------------------------------------------
 # Actor-critic (§5.1 eq 2 [242], §5.3 eq 8 [329] and the TD note after it [337-345])
 def ppo_clip_loss(logp, old_logp, advantages, mask, eps):
-    """Eq 8 (PPO-clip): maximise E_t[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)], r_t = pi/pi_old.
+    """Eq 8 (PPO-clip): maximise E_t[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)],
+    r_t = pi/pi_old.
 
     The paper writes y_right (the critic's score) where A_t stands; any reward minus a baseline
     that does not depend on the action has the same expected gradient. We minimise the negative
@@ -145,7 +150,8 @@ def ppo_clip_loss(logp, old_logp, advantages, mask, eps):
 
 
 def token_advantages(advantages, mask):
-    """A sequence's advantage on each of its answer tokens, 0 on prompt and pad positions: (B, T)."""
+    """A sequence's advantage on each of its answer tokens, 0 on prompt and pad positions:
+    (B, T)."""
     adv = advantages[:, None] if advantages.dim() == 1 else advantages
     return adv.float() * mask.float()
 
@@ -159,7 +165,8 @@ def td_errors(rewards, values, gamma):
 
 
 def gae_advantages(rewards, values, gamma, lam):
-    """Generalised advantage estimation (Schulman et al. 2016): A_t = sum_k (gamma lam)^k delta_{t+k}.
+    """Generalised advantage estimation (Schulman et al. 2016):
+    A_t = sum_k (gamma lam)^k delta_{t+k}.
 
     lam = 0 gives the one-step TD error delta_t; lam = 1 gives the Monte Carlo return minus the
     baseline, sum_k gamma^k r_{t+k} + gamma^(T-t) V(s_T) - V(s_t). Args as in td_errors.
@@ -177,7 +184,8 @@ def gae_advantages(rewards, values, gamma, lam):
 def leave_one_out_baseline(rewards, prompt_of, sample_of):
     """Each answer's baseline: the mean reward of the answers to the same prompt from the other
     samples (0 if there are none). It does not depend on the answer's own sample, so
-    E[grad log pi(y) * b] = b * grad sum_y pi(y) = 0: the advantage r - b keeps the gradient unbiased."""
+    E[grad log pi(y) * b] = b * grad sum_y pi(y) = 0: the advantage r - b keeps the gradient
+    unbiased."""
     tot, cnt = {}, {}
     for r, p, s in zip(rewards.tolist(), prompt_of, sample_of):
         for key in (p, (p, s)):
@@ -188,10 +196,11 @@ def leave_one_out_baseline(rewards, prompt_of, sample_of):
 
 
 def token_kl(logp, ref_logp, mask):
-    """Eq 2's KL(p_theta(.|x) || p_ref(.|x)), exactly per answer token over the vocabulary, masked mean.
+    """Eq 2's KL(p_theta(.|x) || p_ref(.|x)), exactly per answer token over the vocabulary,
+    masked mean.
 
-    Args: logp, ref_logp (B, T, V) log-probabilities; mask (B, T). KL = sum_v p (log p - log p_ref) >= 0,
-    and 0 when the policy is the reference. Returns a scalar.
+    Args: logp, ref_logp (B, T, V) log-probabilities; mask (B, T).
+    KL = sum_v p (log p - log p_ref) >= 0, and 0 when the policy is the reference. Returns a scalar.
     """
     kl = (logp.exp() * (logp - ref_logp)).sum(-1)                       # (B, T)
     return (kl * mask).sum() / mask.sum().clamp(min=1)
@@ -199,8 +208,8 @@ def token_kl(logp, ref_logp, mask):
 
 def reward_transform(d, kind, eps=1e-6):
     """The actor's reward from the critic's probability D (eq 8 writes D itself):
-    'D' in [0, 1], 'logD' in (-inf, 0] (the GAN's non-saturating choice), 'logitD' = log D - log(1 - D),
-    '2D-1' in [-1, 1] (a value on the +1/0/-1 scale of games)."""
+    'D' in [0, 1], 'logD' in (-inf, 0] (the GAN's non-saturating choice),
+    'logitD' = log D - log(1 - D), '2D-1' in [-1, 1] (a value on the +1/0/-1 scale of games)."""
     d = d.float().clamp(eps, 1 - eps)
     if kind == "D":
         return d

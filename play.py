@@ -3,8 +3,9 @@ Watch the two lobes talk, or play a game against a trained network or a search o
 
     $ python play.py --task=addition --prompt="48213+9924"      # one Inner Dialogue Loop, shown
     $ python play.py --task=addition                            # interactive; Ctrl-D exits
-    $ python play.py --task=parity --system=E --ckpt=out/wide_parity/ckpt.pt --prompt=0110100101101
-                                                                # the wide SLN: lobe and expert per loop
+    $ python play.py --task=parity --system=E --ckpt=out/wide/ckpt.pt --prompt=0110100101101
+                                                                # the wide SLN: lobe and expert
+                                                                #   per loop
     $ python play.py --game=tictactoe --opponent=optimal        # you against the perfect player
     $ python play.py --game=tictactoe --you=lobe --opponent=random --n_games=100   # a match: W/D/L
 
@@ -15,25 +16,25 @@ import random
 import sys
 from dataclasses import dataclass
 
-from common import UsageError, get_device, load_task, run
+from common import Checked, PosInt, Prob, UsageError, get_device, load_task, run
 from sln import SYSTEMS, load_system
 
 
 @dataclass
-class Config:
+class Config(Checked):
     task: str = "addition"        # the task the checkpoint was trained on
     ckpt: str = "out/sft/ckpt.pt"  # any checkpoint a training script wrote
     system: str = "F"             # A B C D F E G (sln.py): F = lateralized IDL, E/G = wide SLN
     prompt: str = ""              # a question, e.g. "48213+9924"; empty: ask interactively
-    idl_limit: int = 4            # most loops of the dialogue
-    threshold: float = 0.5        # the right lobe's acceptance threshold
+    idl_limit: PosInt = 4            # most loops of the dialogue
+    threshold: Prob = 0.5        # the right lobe's acceptance threshold
     temperature: float = 0.0      # sampling temperature of the speaking lobe (0 = greedy)
     device: str = "cpu"           # auto | cpu | cuda | mps
     game: str = ""                # tictactoe | checkers | chess | gridworld: play a game instead
     you: str = "human"            # your side in a game: human | lobe | random | search | optimal
     opponent: str = "search"      # the other side: lobe | random | search | optimal
-    depth: int = 4                # search depth of the alpha-beta opponent
-    n_games: int = 1              # games to play; more than 1 prints the match's W/D/L
+    depth: PosInt = 4                # search depth of the alpha-beta opponent
+    n_games: PosInt = 1              # games to play; more than 1 prints the match's W/D/L
 
 
 # -----------------------------------------------------------------------------
@@ -44,36 +45,44 @@ def bar(p, width=20):
     return f"{colour}{'#' * filled}{'.' * (width - filled)}\033[0m {p:.3f}"
 
 
-def show_dialogue(system, task, question):
-    """Run one prompt through the system and print every loop; a bad question is a UsageError."""
+def print_answer(task, prompt, d):
+    """How the dialogue ended, and its answer as the model wrote it and as a human writes it."""
+    answer = d.final[0]
+    verdict = "correct" if task.check(prompt, answer) else "wrong"
+    human = task.show(answer)
+    wrote = f" (the model wrote {answer!r})" if human != answer else ""
+    print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
+          f"answer {human}{wrote}: {verdict}")
+
+
+def pose(task, question):
+    """A human's question as the task's prompt; a question the task cannot pose is a UsageError."""
     try:
-        prompt = task.pose(question)
+        return task.pose(question)
     except (ValueError, TypeError):
         raise UsageError(f"{question!r} is not a question for the {task.name} task") from None
+
+
+def show_dialogue(system, task, question):
+    """Run one prompt through the system and print every loop; a bad question is a UsageError."""
+    prompt = pose(task, question)
     d = system.answer([prompt], max_new_tokens=64)
     print(f"prompt  {prompt}")
     for j, attempt in enumerate(d.attempts[0]):
         score = f"  right {bar(d.scores[0][j])}" if d.scores[0] else ""
         print(f"loop {j + 1}  left  {attempt!r:<24}{score}")
-    verdict = "correct" if task.check(prompt, d.final[0]) else "wrong"
-    print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
-          f"answer {d.final[0]!r} ({verdict})")
+    print_answer(task, prompt, d)
 
 
 def show_wide(system, task, question):
     """The wide SLN (E, G) on one prompt: the lobe and expert each loop ran, and the stop
     probability after it (P(halted by this loop); E reads the main gate, G the right lobe)."""
-    try:
-        prompt = task.pose(question)
-    except (ValueError, TypeError):
-        raise UsageError(f"{question!r} is not a question for the {task.name} task") from None
+    prompt = pose(task, question)
     print(f"prompt  {prompt}")
     for j, (lobe, expert, stop) in enumerate(system.route(prompt)):
         print(f"loop {j + 1}  {lobe:>5} lobe, expert {expert}  stop {bar(stop)}")
     d = system.answer([prompt], max_new_tokens=64)
-    verdict = "correct" if task.check(prompt, d.final[0]) else "wrong"
-    print(f"stop: {d.stop[0]} after {d.loops[0]} loop(s), {d.forward_passes[0]} forward passes; "
-          f"answer {d.final[0]!r} ({verdict})")
+    print_answer(task, prompt, d)
 
 
 def lobe_player(system):
@@ -86,14 +95,16 @@ def lobe_player(system):
 def make_player(name, cfg, game_name):
     from games import alphabeta_player, human_player, random_player
     if name == "lobe":
-        return lobe_player(load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
-                                       threshold=cfg.threshold, temperature=cfg.temperature))
+        return lobe_player(load_system(cfg.ckpt, cfg.system, get_device(cfg.device),
+                                       idl_limit=cfg.idl_limit, threshold=cfg.threshold,
+                                       temperature=cfg.temperature))
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
         if not hasattr(module, "optimal_player"):
             raise UsageError(f"{game_name} has no optimal player; use --opponent=search")
         return module.optimal_player
-    players = {"human": human_player, "random": random_player, "search": alphabeta_player(cfg.depth)}
+    players = {"human": human_player, "random": random_player,
+               "search": alphabeta_player(cfg.depth)}
     if name not in players:
         raise UsageError(f"unknown player {name!r}: human, lobe, random, search or optimal")
     return players[name]
@@ -105,10 +116,12 @@ def play_games(cfg):
         raise UsageError(f"unknown game {cfg.game!r}: tictactoe, checkers, chess or gridworld")
     try:
         factory = games.GAMES[cfg.game]
-        you, opponent = make_player(cfg.you, cfg, cfg.game), make_player(cfg.opponent, cfg, cfg.game)
+        you = make_player(cfg.you, cfg, cfg.game)
+        opponent = make_player(cfg.opponent, cfg, cfg.game)
         if cfg.game == "gridworld":  # one player: you walk the maze
             outcomes, forfeit = games.play_game(factory().reset(seed=0), [you], random.Random(0))
-            print("reached the goal" if outcomes[0] > 0 else f"failed{': ' + forfeit[1] if forfeit else ''}")
+            print("reached the goal" if outcomes[0] > 0 else
+                  f"failed{': ' + forfeit[1] if forfeit else ''}")
             return
         counts = games.match(factory, you, opponent, cfg.n_games, seed=0)
     except ImportError as e:
@@ -116,7 +129,8 @@ def play_games(cfg):
     except (EOFError, KeyboardInterrupt):
         print("\nbye")
         return
-    print(f"you ({cfg.you}) vs {cfg.opponent}: W {counts['win']} / D {counts['draw']} / L {counts['loss']}"
+    print(f"you ({cfg.you}) vs {cfg.opponent}: "
+          f"W {counts['win']} / D {counts['draw']} / L {counts['loss']}"
           f" ({counts['illegal']} lost by illegal moves)")
     for e in counts["errors"][:5]:
         print("  ", e)
@@ -130,7 +144,8 @@ def main(cfg: Config):
     task = load_task(cfg.task)
     system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
                          threshold=cfg.threshold, temperature=cfg.temperature)
-    print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, from {cfg.ckpt}")
+    print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, "
+          f"from {cfg.ckpt}")
     show = show_wide if cfg.system in ("E", "G") else show_dialogue
     if cfg.prompt:
         return show(system, task, cfg.prompt)

@@ -17,51 +17,79 @@ warm-starts both lobes with train_sft.py, runs T iterations, evaluates, saves an
     $ python train_spin.py --device=cuda         # a larger preset, the same code path
     $ python train_spin.py --init_from=resume    # continue after the last finished iteration
 """
-import copy
 import dataclasses
 import os
 import random
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-import train_sft
-from common import (Logger, autocast, get_device, load_task, make_optimizer, markdown_table, optimize, run,
-                    save_lobes, seed_everything, set_rng_state)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
+                    get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
+                    save_lobes, seed_everything)
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
-from sln import evaluate_pair, load_lobes
+from measure import eval_splits, evaluate_pair
+from train_sft import warm_start
 
 
 @dataclass
-class Config:
+class Config(Checked):
     task: str = "addition"        # addition | multiplication | parity | wordproblems | tictactoe
-    out_dir: str = "out/spin"     # ckpt.pt, metrics.jsonl and the warm start (out_dir/sft) go here
-    init_from: str = "sft"        # sft (out_dir/sft/ckpt.pt, trained first if missing) | resume | a ckpt path
+    out_dir: str = "out/spin"     # ckpt.pt and metrics.jsonl are written here
+    init_from: str = "sft"        # sft (sft_dir/ckpt.pt, trained first if missing) | resume |
+                                  #   a ckpt path
+    sft_dir: str = "out/sft"      # where the SFT warm start lives (shared with the other scripts)
+    sft_iters: int = 0            # steps of the warm start if it must be trained
+                                  #   (0: train_sft's default)
     device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 1337              # seeds the warm start, the prompts and the sampling
-    iterations: int = 3           # T, SPIN iterations (Alg 3 line 1)
-    n_prompts: int = 512          # N, training prompts per iteration (Alg 3 line 2)
-    idl_limit: int = 3            # IDL loops after the first answer (Alg 3 line 6)
+    iterations: PosInt = 3        # T, SPIN iterations (Alg 3 line 1), each of steps_per_iter steps
+    n_prompts: PosInt = 512       # N, training prompts per iteration (Alg 3 line 2)
+    idl_limit: PosInt = 3         # IDL loops after the first answer (Alg 3 line 6)
     t_min: float = 0.1            # lowest sampling temperature (Alg 3 line 8)
     t_max: float = 0.9            # highest sampling temperature
-    spin_beta: float = 0.1        # the paper's lambda in Alg 3 line 12 (SPIN's beta)
-    nll_weight: float = 1.0       # + this * eq 1 on y_true (0 = the paper's pure line 12; see spin_step)
-    truncate: bool = True         # log-probs up to the first token where y' leaves y_true (see pair_ids)
-    steps_per_iter: int = 100     # optimisation steps per iteration, each lobe
-    batch_size: int = 64          # (chosen, rejected) pairs per step
-    lr: float = 5e-6              # AdamW learning rate, both lobes (small: Adam moves every weight by ~lr)
+    spin_beta: PosFloat = 0.1     # the paper's lambda in Alg 3 line 12 (SPIN's beta)
+    nll_weight: float = 1.0       # + this * eq 1 on y_true (0 = the paper's pure line 12;
+                                  #   see spin_step)
+    truncate: bool = True         # log-probs up to the first token where y' leaves y_true
+                                  #   (see pair_ids)
+    steps_per_iter: PosInt = 100  # optimisation steps per iteration, each lobe
+    batch_size: PosInt = 64       # (chosen, rejected) pairs per step
+    lr: PosFloat = 5e-6           # AdamW learning rate, both lobes (small: Adam moves every
+                                  #   weight by ~lr)
     weight_decay: float = 0.0     # AdamW weight decay
     grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
-    pavlov_lambda: float = 0.0    # eq 9 decay over IDL iterations for the right lobe (0 = uniform)
-    threshold: float = 0.5        # the right lobe's acceptance threshold at evaluation
-    n_eval: int = 500             # test and ood problems per evaluation
-    max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood answer + 4)
-    sft_iters: int = 0            # steps of the warm start if it must be trained (0: train_sft's default)
+    pavlov_lambda: Decay = 0.0    # eq 9 decay over IDL iterations for the right lobe (0 = uniform)
+    threshold: Prob = 0.5         # the right lobe's acceptance threshold at evaluation
+    n_eval: PosInt = 500          # test and ood problems per evaluation
+    max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood
+                                  #   answer + 4)
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+
+    def check(self):
+        if self.t_min > self.t_max:
+            raise UsageError(f"--t_min ({self.t_min}) must not exceed --t_max ({self.t_max})")
+
+
+class Rejected(NamedTuple):
+    """A generated answer that SPIN pushes down against y_true (Alg 3 line 12)."""
+    prompt: str
+    y_true: str
+    y_gen: str
+    loop: int      # the IDL loop that generated it
+
+
+class Judged(NamedTuple):
+    """An answer the right lobe learns to judge (Alg 3 line 13), labelled by the checker."""
+    prompt: str
+    answer: str
+    ok: float      # 1.0 if correct
+    loop: int
 
 
 # -----------------------------------------------------------------------------
@@ -73,32 +101,29 @@ def temperatures(cfg):
 def self_play(left_t, right_t, task, pairs, cfg):
     """Alg 3 lines 2-10: the frozen lobes of iteration t generate; returns the rejected samples
     (prompt, y_true, y', loop j) and the right lobe's data (prompt, answer, label, loop j)."""
-    d = lateralized(left_t, right_t, [p for p, _ in pairs], idl_limit=cfg.idl_limit + 1, threshold=2.0,
-                    temperature=temperatures(cfg), max_new_tokens=cfg.max_new_tokens)  # never accepts: all loops
+    d = lateralized(left_t, right_t, [p for p, _ in pairs], idl_limit=cfg.idl_limit + 1,
+                    threshold=None, temperature=temperatures(cfg),
+                    max_new_tokens=cfg.max_new_tokens)  # every loop runs
     rejected, judged = [], []
     for (p, y), attempts in zip(pairs, d.attempts):
         for j, a in enumerate(attempts):
             ok = task.check(p, a)
-            judged.append((p, a, ok, j))
-            if not ok:  # a correct generation is no "rejected" answer: skip it (SPIN's margin would be 0)
-                rejected.append((p, y, a, j))
+            judged.append(Judged(p, a, ok, j))
+            # a correct generation is no "rejected" answer: skip it (SPIN's margin would be 0)
+            if not ok:
+                rejected.append(Rejected(p, y, a, j))
     return rejected, judged, d
-
-
-def frozen(model):
-    """The opponent of iteration t: a copy that no optimizer holds and no gradient reaches."""
-    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def pair_ids(y_true, y_gen, truncate):
     """The chosen and rejected answers as tokens; truncate=True cuts both after the first token
     where they differ. Their shared prefix cancels in the margin either way; what truncation
     drops is the rejected answer's tail, whose tokens (often the very digits y_true has, after
-    one wrong digit) SPIN would otherwise push down as well. Measured on addition at lr 2e-5,
-    one iteration from 99.4% test: 94.0% with full answers, 95.6% truncated (98.6% at lr 5e-6)."""
+    one wrong digit) SPIN would otherwise push down as well."""
     chosen, rejected = answer_ids(y_true), answer_ids(y_gen)
     if truncate:
-        k = next((i for i, (c, r) in enumerate(zip(chosen, rejected)) if c != r), min(len(chosen), len(rejected)))
+        k = next((i for i, (c, r) in enumerate(zip(chosen, rejected)) if c != r),
+                 min(len(chosen), len(rejected)))
         chosen, rejected = chosen[:k + 1], rejected[:k + 1]
     return chosen, rejected
 
@@ -109,24 +134,26 @@ def reference_logprobs(opponent, data, truncate=True, batch=256):
     out = []
     for i in range(0, len(data), batch):
         chunk = data[i:i + batch]
-        prompts = [prompt_ids(p) for p, _, _, _ in chunk]
-        chosen, rejected = zip(*[pair_ids(y, a, truncate) for _, y, a, _ in chunk])
+        prompts = [prompt_ids(r.prompt) for r in chunk]
+        chosen, rejected = zip(*[pair_ids(r.y_true, r.y_gen, truncate) for r in chunk])
         out.append(torch.stack([sequence_logprob(opponent, prompts, list(chosen)),
                                 sequence_logprob(opponent, prompts, list(rejected))], 1))
     return torch.cat(out) if out else torch.zeros(0, 2)
 
 
 def spin_step(left, data, ref, idx, cfg):
-    """Alg 3 line 12 on the rows idx of data [(prompt, y_true, y', loop)], ref their log-probs under
-    the frozen lobe. Returns (loss to minimise, the SPIN term alone, margins, mean log-probs)."""
+    """Alg 3 line 12 on the rows idx of data [Rejected], ref their log-probs under the frozen lobe.
+    Returns (loss to minimise, the SPIN term alone, margins, mean log-probs)."""
     dev = left.wte.weight.device
-    prompts = [prompt_ids(data[i][0]) for i in idx]
-    chosen, rejected = zip(*[pair_ids(data[i][1], data[i][2], cfg.truncate) for i in idx])
-    lp_true, lp_gen = sequence_logprob(left, prompts, list(chosen)), sequence_logprob(left, prompts, list(rejected))
-    loss_spin, margin = spin_loss(lp_true, ref[idx, 0].to(dev), lp_gen, ref[idx, 1].to(dev), cfg.spin_beta)
+    prompts = [prompt_ids(data[i].prompt) for i in idx]
+    chosen, rejected = zip(*[pair_ids(data[i].y_true, data[i].y_gen, cfg.truncate) for i in idx])
+    lp_true = sequence_logprob(left, prompts, list(chosen))
+    lp_gen = sequence_logprob(left, prompts, list(rejected))
+    loss_spin, margin = spin_loss(lp_true, ref[idx, 0].to(dev), lp_gen, ref[idx, 1].to(dev),
+                                  cfg.spin_beta)
     # pure line 12 lets y_true's likelihood fall too (the margin grows either way); an NLL anchor on
     # the whole y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. 0: pure.
-    full = [answer_ids(data[i][1]) for i in idx]
+    full = [answer_ids(data[i].y_true) for i in idx]
     nll = -sequence_logprob(left, prompts, full) / torch.tensor([len(c) for c in full], device=dev)
     loss = loss_spin + cfg.nll_weight * nll.mean()
     return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
@@ -137,84 +164,81 @@ def right_step(right, judged, cfg, rng):
     checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0."""
     batch = rng.sample(judged, min(cfg.batch_size, len(judged)))
     w_loop = pavlovian_weights(cfg.idl_limit + 1, cfg.pavlov_lambda) * (cfg.idl_limit + 1)
-    seqs = [prompt_ids(p) + answer_ids(a) for p, a, _, _ in batch]
+    seqs = [prompt_ids(r.prompt) + answer_ids(r.answer) for r in batch]
     dev = right.wte.weight.device
-    labels = torch.tensor([float(ok) for _, _, ok, _ in batch], device=dev)
-    weights = torch.tensor([1.0 if ok else float(w_loop[j]) for _, _, ok, j in batch], device=dev)
+    labels = torch.tensor([float(r.ok) for r in batch], device=dev)
+    weights = torch.tensor([1.0 if r.ok else float(w_loop[r.loop]) for r in batch], device=dev)
     return critic_loss(right.score(seqs), labels, weights)
 
 
 def evaluate(left, right, task, test, ood, cfg):
-    """F and A on test and ood (sln.evaluate_pair); F may loop once more than self-play's idl_limit."""
-    return evaluate_pair(left, right, task, test, ood, cfg.idl_limit + 1, cfg.threshold, cfg.max_new_tokens)
-
-
-def warm_start(cfg, device):
-    """Both lobes from a checkpoint: resume, a given path, or the SFT warm start (trained if missing)."""
-    path = os.path.join(cfg.out_dir, "ckpt.pt") if cfg.init_from == "resume" else cfg.init_from
-    if cfg.init_from == "sft":
-        path = train_sft.warm_start(os.path.join(cfg.out_dir, "sft", "ckpt.pt"), cfg.task, cfg.device, cfg.seed,
-                                    cfg.sft_iters)
-    left, right, ckpt = load_lobes(path, device, cfg.task)
-    return left.train(), right.train(), ckpt
+    """F and A on test and ood (measure.evaluate_pair); F may loop once more than self-play's
+    idl_limit."""
+    return evaluate_pair(left, right, task, test, ood, cfg.idl_limit + 1, cfg.threshold,
+                         cfg.max_new_tokens)
 
 
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     device = get_device(cfg.device)
     task = load_task(cfg.task)
-    cfg, test, ood = train_sft.eval_splits(cfg, task)
+    cfg, test, ood = eval_splits(cfg, task)
     seed_everything(cfg.seed)
     left, right, ckpt = warm_start(cfg, device)
     opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
     opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     start, rows, previous = 0, [], []
     if cfg.init_from == "resume":
-        opt_left.load_state_dict(ckpt["opt_left"]), opt_right.load_state_dict(ckpt["opt_right"])
-        start, rows, previous = ckpt["iteration"], ckpt["rows"], [tuple(r) for r in ckpt["previous"]]
-        set_rng_state(ckpt["rng"])
+        resume(ckpt, ckpt_path, opt_left=opt_left, opt_right=opt_right)
+        start, rows = ckpt["iteration"], ckpt["rows"]
+        previous = [Rejected(*r) for r in ckpt["previous"]]
     else:
         rows = [dict(iter=0, **evaluate(left, right, task, test, ood, cfg))]
-    print(f"task {task.name}: left {left.num_params():,} + right {right.num_params():,} parameters on {device}; "
-          f"temperatures {temperatures(cfg)}")
-    log = Logger(cfg.out_dir, start * cfg.steps_per_iter, cfg.iterations * cfg.steps_per_iter, "spin",
-                 cfg.wandb_project, dataclasses.asdict(cfg))
+    print(f"task {task.name}: left {left.num_params():,} + right {right.num_params():,} "
+          f"parameters on {device}; temperatures {temperatures(cfg)}")
+    log = Logger(cfg.out_dir, start * cfg.steps_per_iter, cfg.iterations * cfg.steps_per_iter,
+                 "spin", cfg.wandb_project, dataclasses.asdict(cfg))
     t0 = time.time()
     for t in range(start, cfg.iterations):                                      # Alg 3 line 1
-        # ALGO LOGIC: the opponent is the frozen lobe of iteration t, replaced only here
+        # LOOP LOGIC: the opponent is the frozen lobe of iteration t, replaced only here
         left_t, right_t = frozen(left), frozen(right)
         rng = random.Random(f"{cfg.seed}/spin/{t}")
         pairs = [task.sample(rng, "train") for _ in range(cfg.n_prompts)]
         with autocast(device):                                                   # Alg 3 lines 2-10
             rejected, judged, _ = self_play(left_t, right_t, task, pairs, cfg)
-        data = rejected + previous                  # iteration t trains on its own and t-1's generations
+        data = rejected + previous  # iteration t trains on its own and t-1's generations
         with autocast(device):
             ref = reference_logprobs(left_t, data, cfg.truncate)
         stats = []
         for step in range(cfg.steps_per_iter):
-            # ALGO LOGIC: Alg 3 line 12, SPIN's logistic loss on log-ratios, y_true chosen, y' rejected
-            loss_left, loss_spin, margin, lp = torch.zeros(()), torch.zeros(()), torch.zeros(1), torch.zeros(2)
+            # LOOP LOGIC: Alg 3 line 12, SPIN's logistic loss on log-ratios, y_true chosen,
+            # y' rejected
+            loss_left, loss_spin, margin, lp = (torch.zeros(()), torch.zeros(()), torch.zeros(1),
+                                                torch.zeros(2))
             if data:
                 idx = [rng.randrange(len(data)) for _ in range(cfg.batch_size)]
                 with autocast(device):
                     loss_left, loss_spin, margin, lp = spin_step(left, data, ref, idx, cfg)
                 optimize(left, opt_left, loss_left, cfg.grad_clip)
-            # ALGO LOGIC: Alg 3 line 13, the right lobe's BCE on y_true vs all IDL samples
+            # LOOP LOGIC: Alg 3 line 13, the right lobe's BCE on y_true vs all IDL samples
             with autocast(device):
-                truths = [(p, y, 1.0, 0) for p, y in rng.sample(pairs, min(len(pairs), cfg.batch_size // 2))]
+                truths = [Judged(p, y, 1.0, 0)
+                          for p, y in rng.sample(pairs, min(len(pairs), cfg.batch_size // 2))]
                 loss_right = right_step(right, judged + truths, cfg, rng)
             optimize(right, opt_right, loss_right, cfg.grad_clip)
-            stats.append([loss_spin.item(), margin.mean().item(), lp[0].item(), lp[1].item(), loss_right.item()])
+            stats.append([loss_spin.item(), margin.mean().item(), lp[0].item(), lp[1].item(),
+                          loss_right.item()])
             log.tick(spin=stats[-1][0], right=stats[-1][4])
-        s = np.array(stats).mean(0).tolist()  # python floats: the checkpoint loads with weights_only
-        row = dict(iter=t + 1, **evaluate(left, right, task, test, ood, cfg), first_loss=stats[0][0], loss=s[0],
-                   margin=s[1], chosen=s[2], rejected=s[3], right_loss=s[4], n_rejected=len(rejected), n_data=len(data),
+        # python floats: the checkpoint loads with weights_only
+        s = np.array(stats).mean(0).tolist()
+        row = dict(iter=t + 1, **evaluate(left, right, task, test, ood, cfg),
+                   first_loss=stats[0][0], loss=s[0], margin=s[1], chosen=s[2], rejected=s[3],
+                   right_loss=s[4], n_rejected=len(rejected), n_data=len(data),
                    minutes=(time.time() - t0) / 60)
-        rows.append(row)
-        log.log((t + 1) * cfg.steps_per_iter, **row)
-        log.print_row(row)
+        log.report((t + 1) * cfg.steps_per_iter, row, rows)
         previous = rejected
-        save_lobes(os.path.join(cfg.out_dir, "ckpt.pt"), left, right, opt_left, opt_right, cfg, task=task.name,
+        save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=task.name,
                    iteration=t + 1, rows=rows, previous=[list(r) for r in previous])
     log.close()
     print(table(rows))
@@ -224,12 +248,14 @@ def main(cfg: Config):
 def table(rows):
     """The per-iteration results as a markdown table (iteration 0 is the SFT warm start)."""
     cols = [("iter", "iter", "{}"), ("F_test", "F test", "{:.1%}"), ("F_ood", "F ood", "{:.1%}"),
-            ("A_test", "A test", "{:.1%}"), ("A_ood", "A ood", "{:.1%}"), ("loops_test", "loops test", "{:.2f}"),
-            ("loops_ood", "loops ood", "{:.2f}"), ("first_loss", "loss@1", "{:.3f}"), ("loss", "SPIN loss", "{:.3f}"),
-            ("margin", "margin", "{:.3f}"), ("chosen", "logp chosen", "{:.2f}"), ("rejected", "logp rejected", "{:.2f}"),
-            ("right_loss", "right BCE", "{:.3f}")]
+            ("A_test", "A test", "{:.1%}"), ("A_ood", "A ood", "{:.1%}"),
+            ("loops_test", "loops test", "{:.2f}"), ("loops_ood", "loops ood", "{:.2f}"),
+            ("first_loss", "loss@1", "{:.3f}"), ("loss", "SPIN loss", "{:.3f}"),
+            ("margin", "margin", "{:.3f}"), ("chosen", "logp chosen", "{:.2f}"),
+            ("rejected", "logp rejected", "{:.2f}"), ("right_loss", "right BCE", "{:.3f}")]
     return markdown_table(rows, cols)
 
 
 if __name__ == "__main__":
-    run(main, Config, gpu_preset={"n_prompts": 4096, "batch_size": 256, "steps_per_iter": 300, "n_eval": 2000})
+    run(main, Config, gpu_preset={"n_prompts": 4096, "batch_size": 256, "steps_per_iter": 300,
+                                  "n_eval": 2000})

@@ -15,9 +15,8 @@ width, operands and answer alike: 48213+9924 is posed "31284000+42990000" and an
 it depends on (the carry flows left to right), which trains much faster than the usual order
 (Lee et al. 2023, "Teaching Arithmetic to Small Transformers"). The fixed width puts digit i of
 each operand at the same distance from answer digit i in every problem, so with relative
-(RoPE) positions one circuit serves every digit (a left-lobe-only experiment while building
-this: 99% test after 900 steps padded, 14% after 1200 unpadded), and a chance at ood, whose
-longer operands fill the same width. `Task.pose` turns "48213+9924" into the padded prompt.
+(RoPE) positions one circuit serves every digit, and ood problems, whose longer operands fill
+the same width, get a chance. `Task.pose` turns "48213+9924" into the padded prompt.
 
     $ python -c "from data import get_task; print(get_task('addition').dataset('ood', 3, seed=0))"
 """
@@ -25,6 +24,10 @@ import random
 import re
 import zlib
 from abc import ABC, abstractmethod
+from functools import lru_cache
+
+from games.tictactoe import (from_prompt, is_over, moves, optimal_moves, reachable_positions,
+                             to_prompt)
 
 
 def rev(n: int, width: int) -> str:
@@ -90,6 +93,10 @@ class Task(ABC):
         """A human's question as this task's prompt ("48213+9924" -> "31284000+42990000")."""
         return question
 
+    def show(self, answer: str) -> str:
+        """An answer in the form a human writes it ("731850000" -> "58137"); junk stays as it is."""
+        return answer
+
     def split_of(self, prompt: str) -> str:
         """'test' for the 10% of in-distribution prompts that hash there, else 'train'."""
         return "test" if zlib.crc32(prompt.encode()) % 100 < 10 else "train"
@@ -131,9 +138,13 @@ class Addition(Task):
         a, b = (int(x) for x in question.replace(" ", "").split("+"))
         return f"{rev(a, self.width)}+{rev(b, self.width)}"
 
+    def show(self, answer):
+        return str(unrev(answer)) if re.fullmatch(r"\d+", answer) else answer
+
     def check(self, prompt, completion):
         m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\+(\d{{{self.width}}})", prompt)
-        return float(bool(m) and first_number(completion) == rev(unrev(m[1]) + unrev(m[2]), self.width + 1))
+        return float(bool(m) and
+                     first_number(completion) == rev(unrev(m[1]) + unrev(m[2]), self.width + 1))
 
     def corrupt(self, prompt, answer, rng):
         """Half the time a carry error (the sum with one carry dropped), else a generic one."""
@@ -162,9 +173,12 @@ class Multiplication(Task):
         a, b = (int(x) for x in question.replace(" ", "").split("*"))
         return f"{rev(a, self.width)}*{rev(b, self.width)}"
 
+    show = Addition.show
+
     def check(self, prompt, completion):
         m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\*(\d{{{self.width}}})", prompt)
-        return float(bool(m) and first_number(completion) == rev(unrev(m[1]) * unrev(m[2]), 2 * self.width))
+        return float(bool(m) and
+                     first_number(completion) == rev(unrev(m[1]) * unrev(m[2]), 2 * self.width))
 
 
 class Parity(Task):
@@ -236,14 +250,48 @@ class WordProblems(Task):
 
 
 # -----------------------------------------------------------------------------
-TASKS = {t.name: t for t in (Addition, Multiplication, Parity, WordProblems)}
+@lru_cache(maxsize=None)
+def task_positions(ood):
+    """The positions a split draws from, sorted: not over, and >= 4 marks (ood: <= 3 marks)."""
+    marks = {b: 9 - b.count(".") for b in reachable_positions() if not is_over(b)}
+    return tuple(sorted(b for b, n in marks.items() if (n <= 3) == ood))
+
+
+class TicTacToeTask(Task):
+    """'x.o|.x.|..o' -> '6' (X blocks O's column): a move, cell 1-9 row-major, that is optimal
+    for the side to move (X if the marks are even). The answer is drawn uniformly among the
+    optimal moves; check() accepts any of them. train/test: positions with at least 4 marks;
+    ood: at most 3 marks (earlier in the game, so more lookahead is needed)."""
+    name = "tictactoe"
+
+    def draw(self, rng, ood):
+        board = rng.choice(task_positions(ood))
+        return to_prompt(board), str(rng.choice(optimal_moves(board)) + 1)
+
+    def check(self, prompt, completion):
+        board = from_prompt(prompt)
+        m = re.search(r"[1-9]", completion) if isinstance(completion, str) else None
+        if board is None or is_over(board) or m is None:
+            return 0.0
+        return float(int(m[0]) - 1 in optimal_moves(board))
+
+    def corrupt(self, prompt, answer, rng):
+        """A legal but non-optimal move if there is one, else an occupied cell, else '0'."""
+        board = from_prompt(prompt)
+        if board is None:
+            return "0"
+        worse = [m for m in moves(board) if m not in optimal_moves(board)]
+        taken = [i for i, c in enumerate(board) if c != "."]
+        pool = worse or taken
+        return str(rng.choice(pool) + 1) if pool else "0"  # the empty board: every move is optimal
+
+
+# -----------------------------------------------------------------------------
+TASKS = {t.name: t for t in (Addition, Multiplication, Parity, WordProblems, TicTacToeTask)}
 
 
 def get_task(name: str) -> Task:
-    """A task by name. 'tictactoe' (board -> optimal move) lives in games/tictactoe.py."""
-    if name == "tictactoe":
-        from games.tictactoe import TicTacToeTask
-        return TicTacToeTask()
+    """A task by name."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: choose from {', '.join(list(TASKS) + ['tictactoe'])}")
+        raise ValueError(f"unknown task {name!r}: choose from {', '.join(TASKS)}")
     return TASKS[name]()

@@ -21,7 +21,8 @@ for it, because byte-level digits are what arithmetic wants and no machine here 
 """
 import tiktoken
 
-SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|sep|>", "<|left|>", "<|right|>"] + [f"<|v{i}|>" for i in range(10)]
+SPECIALS = (["<|bos|>", "<|eos|>", "<|pad|>", "<|sep|>", "<|left|>", "<|right|>"] +
+            [f"<|v{i}|>" for i in range(10)])
 
 enc = tiktoken.Encoding(
     name="slnbytes",
@@ -32,7 +33,6 @@ enc = tiktoken.Encoding(
 vocab_size = enc.n_vocab  # 272
 BOS, EOS, PAD, SEP, LEFT, RIGHT = (enc._special_tokens[s] for s in SPECIALS[:6])
 VALENCE = [enc._special_tokens[f"<|v{i}|>"] for i in range(10)]
-SPECIAL_IDS = set(enc._special_tokens.values())
 
 
 def encode(text: str) -> list[int]:
@@ -41,7 +41,8 @@ def encode(text: str) -> list[int]:
 
 
 def decode(ids) -> str:
-    """Tokens to text; special tokens are written by name, stray bytes are replaced, never raised."""
+    """Tokens to text; special tokens are written by name, stray bytes are replaced, never
+    raised."""
     out, buf = [], []
     for t in ids:
         t = int(t)
@@ -66,7 +67,3 @@ def valence_token(p: float) -> int:
     """Quantise the right lobe's probability p in [0, 1] to one of ten valence tokens (eq 6)."""
     return VALENCE[min(int(p * 10), 9)]
 
-
-def valence_of(token: int) -> float:
-    """The bin centre a valence token stands for: <|v3|> -> 0.35."""
-    return (VALENCE.index(int(token)) + 0.5) / 10

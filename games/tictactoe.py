@@ -1,6 +1,6 @@
 """
-Tic-tac-toe, solved: exhaustive memoised minimax, a perfect player, an exact evaluator, and the
-'tictactoe' data task (board -> optimal move) for SFT.
+Tic-tac-toe, solved: exhaustive memoised minimax, a perfect player and an exact evaluator. The
+'tictactoe' data task (board -> optimal move) built on it lives in data/tasks.py.
 
 A board is a 9-character string, row-major, 'x', 'o' or '.': "x.o.x...o". X moves first, so
 the side to move is X when the counts of x and o are equal, else O. Cells are numbered 1-9
@@ -22,7 +22,6 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from data.tasks import Task
 from games.base import Game
 
 LINES = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
@@ -138,7 +137,8 @@ def opponent_move(kind, board, rng):
 
 
 def read_move(text):
-    """The cell (0-8) a text names: its first digit 1-9, as the data task reads answers; else None."""
+    """The cell (0-8) a text names: its first digit 1-9, as the data task reads answers; else
+    None."""
     m = re.search(r"[1-9]", text)
     return int(m[0]) - 1 if m else None
 
@@ -153,7 +153,8 @@ def play_batch(n_games, opponents, mover, rng):
     kinds = [opponents[(g // 2) % len(opponents)] for g in range(n_games)]
     learner = [(0, 1) if kinds[g] == "self" else (g % 2,) for g in range(n_games)]
     while any(o is None for o in outcome):
-        seat = {g: "xo".index(mark_to_move(boards[g])) for g in range(n_games) if outcome[g] is None}
+        seat = {g: "xo".index(mark_to_move(boards[g])) for g in range(n_games)
+                if outcome[g] is None}
         mine = [g for g in seat if seat[g] in learner[g]]
         for g, (text, note) in zip(mine, mover([boards[g] for g in mine]) if mine else []):
             history[g].append((seat[g], boards[g], note))
@@ -222,7 +223,7 @@ class TicTacToe(Game):
 
 
 # -----------------------------------------------------------------------------
-# The data task
+# Boards as prompts: how a lobe reads a position
 
 def to_prompt(board):
     """'x.o.x...o' -> 'x.o|.x.|..o'."""
@@ -235,42 +236,6 @@ def from_prompt(prompt):
         return None
     board = prompt.replace("|", "")
     return board if board in reachable_positions() else None
-
-
-@lru_cache(maxsize=None)
-def task_positions(ood):
-    """The positions a split draws from, sorted: not over, and >= 4 marks (ood: <= 3 marks)."""
-    marks = {b: 9 - b.count(".") for b in reachable_positions() if not is_over(b)}
-    return tuple(sorted(b for b, n in marks.items() if (n <= 3) == ood))
-
-
-class TicTacToeTask(Task):
-    """'x.o|.x.|..o' -> '6' (X blocks O's column): a move, cell 1-9 row-major, that is optimal
-    for the side to move (X if the marks are even). The answer is drawn uniformly among the
-    optimal moves; check() accepts any of them. train/test: positions with at least 4 marks;
-    ood: at most 3 marks (earlier in the game, so more lookahead is needed)."""
-    name = "tictactoe"
-
-    def draw(self, rng, ood):
-        board = rng.choice(task_positions(ood))
-        return to_prompt(board), str(rng.choice(optimal_moves(board)) + 1)
-
-    def check(self, prompt, completion):
-        board = from_prompt(prompt)
-        m = re.search(r"[1-9]", completion) if isinstance(completion, str) else None
-        if board is None or is_over(board) or m is None:
-            return 0.0
-        return float(int(m[0]) - 1 in optimal_moves(board))
-
-    def corrupt(self, prompt, answer, rng):
-        """A legal but non-optimal move if there is one, else an occupied cell, else '0'."""
-        board = from_prompt(prompt)
-        if board is None:
-            return "0"
-        worse = [m for m in moves(board) if m not in optimal_moves(board)]
-        taken = [i for i, c in enumerate(board) if c != "."]
-        pool = worse or taken
-        return str(rng.choice(pool) + 1) if pool else "0"  # the empty board: every move is optimal
 
 
 if __name__ == "__main__":

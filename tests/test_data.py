@@ -13,11 +13,11 @@ import torch
 
 from data import get_task
 from data.tasks import TASKS, unrev
-from data.tokenizer import (BOS, EOS, PAD, SEP, SPECIAL_IDS, SPECIALS, VALENCE, decode, decode_answer, encode,
-                            valence_of, valence_token, vocab_size)
+from data.tokenizer import (BOS, EOS, PAD, SEP, SPECIALS, VALENCE, decode, decode_answer, encode, enc,
+                            valence_token, vocab_size)
 from lobes import pad_right
 
-ALL_TASKS = list(TASKS) + ["tictactoe"]
+ALL_TASKS = list(TASKS)
 
 
 # -----------------------------------------------------------------------------
@@ -34,8 +34,9 @@ def test_tokenizer_round_trips_text(text):
 
 def test_vocab_is_272_and_the_specials_are_distinct_ids_above_the_bytes():
     assert vocab_size == 272 == 256 + len(SPECIALS)
-    assert len(SPECIAL_IDS) == len(SPECIALS) == 16
-    assert SPECIAL_IDS == set(range(256, 272))
+    special_ids = set(enc._special_tokens.values())
+    assert len(special_ids) == len(SPECIALS) == 16
+    assert special_ids == set(range(256, 272))
     assert len({BOS, EOS, PAD, SEP, *VALENCE}) == 14
     assert decode([BOS, *encode("7"), SEP, EOS]) == "<|bos|>7<|sep|><|eos|>"
 
@@ -52,9 +53,10 @@ def test_valence_token_quantises_a_probability_into_ten_bins(p, k):
     assert valence_token(p) == VALENCE[k]
 
 
-def test_valence_of_is_the_bin_centre_and_round_trips():
-    assert valence_of(VALENCE[3]) == pytest.approx(0.35)
-    assert [valence_token(valence_of(v)) for v in VALENCE] == VALENCE
+def test_valence_token_quantises_p_into_ten_bins():
+    assert valence_token(0.35) == VALENCE[3]
+    assert [valence_token((k + 0.5) / 10) for k in range(10)] == VALENCE
+    assert valence_token(0.0) == VALENCE[0] and valence_token(1.0) == VALENCE[9]
 
 
 # -----------------------------------------------------------------------------

@@ -1,15 +1,13 @@
 """evaluate.py: the table builder on a fake result set, and the whole pipeline (train, measure,
-write results/ and the README section) on tiny models."""
+write results/ and the results README's Table 1 section) on tiny models."""
 import json
-import math
 
 import pytest
 import torch
 
 import evaluate
-from common import UsageError
+from common import UsageError, save_lobes
 from lobes import Lobe, LobeConfig
-from sln import System, save_system
 
 
 def fake_run(acc_a, acc_f, loops_f):
@@ -40,8 +38,9 @@ def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
 
 
 def tiny_recipe(monkeypatch):
-    tiny = dict(n_layer=2, n_head=2, n_embd=32, max_iters=2, batch_size=4, n_eval=4, eval_interval=2)
-    monkeypatch.setattr(evaluate, "QUICK", {"pair": tiny, "wide": dict(tiny, train_loops=2, max_loops=3)})
+    tiny = dict(n_head=2, n_embd=32, max_iters=2, batch_size=4, n_eval=4, eval_interval=2)
+    monkeypatch.setattr(evaluate, "QUICK", {"pair": dict(tiny, n_layer=2),
+                                            "wide": dict(tiny, n_expert=1, train_loops=2, max_loops=3)})
 
 
 def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, monkeypatch, capsys):
@@ -59,6 +58,9 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
         assert 1 <= r["ood"]["loops"] <= {"A": 1}.get(name[0], 2)
     assert "E" not in runs["tictactoe"]["1"]                          # no wide recipe for it here: no E, G
     assert 1 <= runs["addition"]["1"]["G"]["ood"]["loops"] <= 3
+    # A= holds the pair's blocks in one lobe: one embedding table, final norm and score head fewer
+    one_set = 272 * 32 + 2 * 32 + 33 + 1            # wte, ln_f, score_head, judge_weight at width 32
+    assert runs["addition"]["0"]["A="]["params"] == runs["addition"]["0"]["F"]["params"] - one_set
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["meta"]["command"].startswith("python evaluate.py --tasks=addition,tictactoe")
     assert saved["summary"]["addition"]["F"]["params"][0] == runs["addition"]["0"]["F"]["params"]
@@ -77,8 +79,9 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
 def test_one_checkpoint_mode_and_bad_lists_are_usage_errors(tmp_path):
     torch.manual_seed(0)
     cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
-    save_system(str(tmp_path / "pair.pt"), System("F", Lobe(cfg), Lobe(cfg)), task="addition")
-    save_system(str(tmp_path / "one.pt"), System("A", Lobe(LobeConfig(n_layer=2, n_head=2, n_embd=32))))
+    save_lobes(str(tmp_path / "pair.pt"), Lobe(cfg), Lobe(cfg), task="addition")
+    one = Lobe(LobeConfig(n_layer=2, n_head=2, n_embd=32))
+    save_lobes(str(tmp_path / "one.pt"), one, one)
     r = evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), ckpt_equal=str(tmp_path / "one.pt"),
                                       systems="A,A=,B,C,D,F", n_eval=6, idl_limit=2, device="cpu"))
     assert set(r) == {"A", "A=", "B", "C", "D", "F"}
@@ -110,24 +113,9 @@ def test_tictactoe_loss_rates_are_exact():
     assert first[0] == 1.0 and first[1] == 1.0
 
 
-def test_judges_score_the_score_and_the_language_model_alone_as_train_sft_does(monkeypatch):
-    from types import SimpleNamespace
-    from data import get_task
-    pairs = get_task("addition").dataset("test", 5, 0)
-    accept_all = SimpleNamespace(score=lambda seqs: torch.ones(len(seqs)))   # a head that accepts everything
-    # a language model sure of every true answer token (log p = 0) and at p = e^-2 on one token of each corruption
-    monkeypatch.setattr(evaluate, "answer_logprobs",
-                        lambda right, prompts, answers: (torch.tensor([[0.0]] * 5 + [[-2.0]] * 5), None))
-    assert evaluate.judges(accept_all, get_task("addition"), pairs) == (0.5, 1.0)
-    # p = 0.6 > 1/2 on the corruptions: the language model accepts them too
-    monkeypatch.setattr(evaluate, "answer_logprobs",
-                        lambda right, prompts, answers: (torch.tensor([[0.0]] * 5 + [[math.log(0.6)]] * 5), None))
-    assert evaluate.judges(accept_all, get_task("addition"), pairs) == (0.5, 0.5)
-
-
 def test_quick_writes_its_own_folders_one_seed_and_leaves_the_readme_alone():
     full, quick = evaluate.resolve(evaluate.Config()), evaluate.resolve(evaluate.Config(quick=True))
-    assert (full.out_dir, full.results_dir, full.readme, full.seeds) == ("out/table", "results", "README.md", "1337,1,2")
+    assert (full.out_dir, full.results_dir, full.readme, full.seeds) == ("out/table", "results", "results/README.md", "1337,1,2")
     assert (quick.out_dir, quick.results_dir, quick.readme, quick.seeds, quick.n_eval) == \
         ("out/quick", "results/quick", "none", "1337", 200)
     mine = evaluate.resolve(evaluate.Config(quick=True, seeds="1,2", readme="R.md", out_dir="o"))

@@ -56,6 +56,20 @@ def test_rejected_row_reads_its_attempt_and_valence_token():
     assert valence_token(p) == valence_token(0.2)
 
 
+def test_the_dialogue_keeps_exactly_the_contexts_the_left_lobe_read():
+    left = RecordingLeft(noisy_lobe(1))
+    d = lateralized(left, ScriptedRight(), ["ok1", "no2"], idl_limit=3, max_new_tokens=6)
+    fed = [c for batch in left.contexts for c in batch]           # in the order they were fed
+    kept = [d.contexts[0][0], d.contexts[1][0], d.contexts[1][1], d.contexts[1][2]]
+    assert fed == kept and [len(c) for c in d.contexts] == d.loops == [1, 3]
+
+
+def test_threshold_none_never_accepts_and_runs_every_loop():
+    d = lateralized(noisy_lobe(2), ScriptedRight(), ["ok1", "no2"], idl_limit=3, threshold=None,
+                    max_new_tokens=5)
+    assert d.loops == [3, 3] and d.stop == ["limit", "limit"]     # 'ok1' scores 0.9, still no stop
+
+
 def test_idl_limit_is_honoured_and_final_is_best_scored():
     d = lateralized(noisy_lobe(2), ScriptedRight(), ["no", "nope"], idl_limit=4, max_new_tokens=5)
     assert d.loops == [4, 4] and all(len(a) == 4 for a in d.attempts)

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.tokenizer import EOS, PAD, SEP, VALENCE
-from lobes import answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob
+from data.tokenizer import BOS, EOS, PAD, SEP, VALENCE
+from lobes import (answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob, soft_tokens,
+                   teacher_forced)
 from losses import sft_loss
 
 # prompts of different lengths, so a batch of them is left-padded (lengths 7, 3, 15, 11, 8)
@@ -24,7 +25,7 @@ def reference_greedy(model, prompt, max_new_tokens):
     ids, tokens, logps = list(prompt), [], []
     with torch.no_grad():
         for _ in range(max_new_tokens):
-            logits, _, _ = model(torch.tensor([ids]))
+            logits, _ = model(torch.tensor([ids]))
             logp = F.log_softmax(logits[0, -1].float(), dim=-1)
             t = int(logp.argmax())
             tokens.append(t)
@@ -97,7 +98,7 @@ def test_generation_returns_early_once_every_row_has_stopped(sharp_lobe):
 def uncached_logits_along(model, prompt, tokens):
     """Logits (N, V) at every generated position: one full forward on prompt + tokens."""
     with torch.no_grad():
-        logits, _, _ = model(torch.tensor([prompt + tokens]))
+        logits, _ = model(torch.tensor([prompt + tokens]))
     return logits[0, len(prompt) - 1:len(prompt) - 1 + len(tokens)].float()
 
 
@@ -145,20 +146,22 @@ def test_without_top_k_a_hot_temperature_picks_outside_the_top_3(sharp_lobe):
 # -----------------------------------------------------------------------------
 # soft tokens, eqs 3-4
 
-def test_soft_embed_with_tiny_tau_is_the_hard_embedding_of_the_argmax(tiny_lobe):
+def test_soft_tokens_with_tiny_tau_embed_as_the_hard_embedding_of_the_argmax(tiny_lobe):
     torch.manual_seed(0)
     logits = torch.randn(3, 5, tiny_lobe.cfg.vocab_size)
-    soft = tiny_lobe.soft_embed(logits, tau=1e-4)
+    soft = soft_tokens(logits, tau=1e-4, hard=False) @ tiny_lobe.wte.weight   # eq 3, then eq 4
     hard = tiny_lobe.wte(logits.argmax(-1))
     torch.testing.assert_close(soft, hard, rtol=0, atol=1e-6)
     # and tau = 1 is a real mixture, not the hard embedding
-    assert not torch.allclose(tiny_lobe.soft_embed(logits, tau=1.0), hard, atol=1e-3)
+    mixed = soft_tokens(logits, tau=1.0, hard=False) @ tiny_lobe.wte.weight
+    assert not torch.allclose(mixed, hard, atol=1e-3)
 
 
-def test_soft_embed_passes_gradients_into_the_logits_and_parameters_at_tau_1(tiny_lobe):
+def test_soft_tokens_pass_gradients_into_the_logits_and_parameters_at_tau_1(tiny_lobe):
     torch.manual_seed(0)
     logits = torch.randn(2, 5, tiny_lobe.cfg.vocab_size, requires_grad=True)
-    _, scores, _ = tiny_lobe(embeds=tiny_lobe.soft_embed(logits, tau=1.0))
+    p = soft_tokens(logits, tau=1.0, hard=False)
+    _, scores = tiny_lobe(embeds=p @ tiny_lobe.wte.weight, score=True)
     scores.sum().backward()
     assert (logits.grad.abs().sum(-1) > 0).all()          # every soft token gets a gradient
     assert tiny_lobe.wte.weight.grad.abs().sum() > 0
@@ -168,7 +171,7 @@ def test_soft_embed_passes_gradients_into_the_logits_and_parameters_at_tau_1(tin
 def test_straight_through_gumbel_forward_is_exactly_a_row_of_W_E(tiny_lobe):
     torch.manual_seed(0)
     logits = torch.randn(3, 5, tiny_lobe.cfg.vocab_size, requires_grad=True)
-    out = tiny_lobe.soft_embed(logits, tau=1.0, gumbel=True)
+    out = soft_tokens(logits, tau=1.0, hard=True) @ tiny_lobe.wte.weight
     W = tiny_lobe.wte.weight
     rows_equal = (out[:, :, None, :] == W[None, None]).all(-1)   # (B, T, V)
     assert (rows_equal.sum(-1) == 1).all()                # bit-exact one-hot forward
@@ -181,23 +184,30 @@ def test_straight_through_gumbel_forward_is_exactly_a_row_of_W_E(tiny_lobe):
 
 def test_forward_with_embeds_of_idx_equals_forward_with_idx(tiny_lobe):
     idx = torch.randint(0, 256, (3, 9), generator=torch.Generator().manual_seed(0))
-    logits, scores, _ = tiny_lobe(idx)
-    logits_e, scores_e, _ = tiny_lobe(embeds=tiny_lobe.wte(idx))
+    logits, scores = tiny_lobe(idx, score=True)
+    logits_e, scores_e = tiny_lobe(embeds=tiny_lobe.wte(idx), score=True)
     assert torch.equal(logits, logits_e) and torch.equal(scores, scores_e)
 
 
-def test_forward_loss_with_loss_mask_equals_sft_loss(sharp_lobe):
-    g = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, 256, (3, 10), generator=g)
-    targets = torch.randint(0, 256, (3, 10), generator=g)
-    mask = torch.zeros(3, 10)
-    mask[0, 2:5], mask[1, 7:], mask[2, 0] = 1, 1, 1
-    logits, _, loss = sharp_lobe(idx, targets=targets, loss_mask=mask)
-    torch.testing.assert_close(loss, sft_loss(logits, targets, mask))
-    # and by hand: the mean of -log p over the 3 + 3 + 1 masked positions
-    logp = F.log_softmax(logits, dim=-1)
-    picked = [-logp[b, t, targets[b, t]] for b, t in mask.nonzero().tolist()]
-    torch.testing.assert_close(loss, torch.stack(picked).mean())
+def test_teacher_forced_loss_is_eq_1_over_the_answer_tokens_only(sharp_lobe):
+    prompts, answers = [[BOS, 65, 66, SEP], [BOS, 67, SEP]], [[70, 71, EOS], [72, 73, 74, EOS]]
+    logits, targets, mask = teacher_forced(sharp_lobe, prompts, answers)
+    assert mask.tolist() == [[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1]]
+    assert targets[0, 3:6].tolist() == answers[0] and targets[1, 2:6].tolist() == answers[1]
+    # by hand, one unpadded sequence at a time: the mean of -log p over the 3 + 4 answer tokens
+    picked = []
+    for p, a in zip(prompts, answers):
+        logp = F.log_softmax(sharp_lobe(torch.tensor([p + a]))[0][0], -1)
+        picked += [-logp[len(p) - 1 + j, tok] for j, tok in enumerate(a)]
+    torch.testing.assert_close(sft_loss(logits, targets, mask), torch.stack(picked).mean())
+
+
+def test_scores_are_computed_only_when_asked(sharp_lobe):
+    idx = torch.randint(0, 256, (2, 6), generator=torch.Generator().manual_seed(0))
+    logits, scores = sharp_lobe(idx)
+    assert scores is None                                   # a left lobe's LM step pays nothing
+    logits_s, scores_s = sharp_lobe(idx, score=True)
+    assert torch.equal(logits, logits_s) and scores_s.shape == (2, 6)
 
 
 def test_left_padded_forward_gives_the_unpadded_logits_at_real_positions(sharp_lobe):
@@ -207,21 +217,21 @@ def test_left_padded_forward_gives_the_unpadded_logits_at_real_positions(sharp_l
     for i, p in enumerate(PROMPTS):
         idx[i, T - len(p):], key_valid[i, T - len(p):] = torch.tensor(p), True
     pos = (key_valid.long().cumsum(1) - 1).clamp(min=0)
-    logits, scores, _ = sharp_lobe(idx, pos=pos, key_valid=key_valid)
+    logits, scores = sharp_lobe(idx, pos=pos, key_valid=key_valid, score=True)
     for i, p in enumerate(PROMPTS):
-        want_logits, want_scores, _ = sharp_lobe(torch.tensor([p]))
+        want_logits, want_scores = sharp_lobe(torch.tensor([p]), score=True)
         torch.testing.assert_close(logits[i, T - len(p):], want_logits[0], rtol=0, atol=1e-5)
         torch.testing.assert_close(scores[i, T - len(p):], want_scores[0], rtol=0, atol=1e-5)
     # the control: without key_valid and pos the pads leak into the short rows
-    leaky, _, _ = sharp_lobe(idx)
+    leaky, _ = sharp_lobe(idx)
     assert not torch.allclose(leaky[1, -1], logits[1, -1], atol=1e-3)
 
 
 def test_shifting_every_position_id_changes_nothing_because_rope_is_relative(sharp_lobe):
     idx = torch.tensor([PROMPTS[2]])
     pos = torch.arange(idx.size(1))[None]
-    logits, _, _ = sharp_lobe(idx, pos=pos)
-    shifted, _, _ = sharp_lobe(idx, pos=pos + 5)
+    logits, _ = sharp_lobe(idx, pos=pos)
+    shifted, _ = sharp_lobe(idx, pos=pos + 5)
     torch.testing.assert_close(shifted, logits, rtol=0, atol=1e-4)
 
 
@@ -232,11 +242,11 @@ ANSWERS = [answer_ids(a) for a in ["46", "1234567", "", "99", "5"]]
 
 
 def test_answer_logprobs_and_sequence_logprob_equal_a_manual_sum(sharp_lobe):
-    logp, mask = answer_logprobs(sharp_lobe, PROMPTS, ANSWERS)
+    logp, mask, _ = answer_logprobs(sharp_lobe, PROMPTS, ANSWERS)
     assert mask.sum(1).tolist() == [len(a) for a in ANSWERS]
     total = sequence_logprob(sharp_lobe, PROMPTS, ANSWERS)
     for i, (p, a) in enumerate(zip(PROMPTS, ANSWERS)):
-        logits, _, _ = sharp_lobe(torch.tensor([p + a]))
+        logits, _ = sharp_lobe(torch.tensor([p + a]))
         lp = F.log_softmax(logits[0], dim=-1)
         want = sum(lp[len(p) - 1 + j, a[j]] for j in range(len(a)))   # log p(a_j | p, a_<j)
         torch.testing.assert_close(total[i], want, rtol=0, atol=1e-4)
@@ -246,7 +256,7 @@ def test_answer_logprobs_and_sequence_logprob_equal_a_manual_sum(sharp_lobe):
 def test_answer_logprobs_at_temperature_divide_the_logits(sharp_lobe):
     p, a = PROMPTS[0], ANSWERS[0]
     got = sequence_logprob(sharp_lobe, [p], [a], temperature=2.0)
-    logits, _, _ = sharp_lobe(torch.tensor([p + a]))
+    logits, _ = sharp_lobe(torch.tensor([p + a]))
     lp = F.log_softmax(logits[0] / 2.0, dim=-1)
     torch.testing.assert_close(got[0], sum(lp[len(p) - 1 + j, a[j]] for j in range(len(a))), rtol=0, atol=1e-5)
 
@@ -254,11 +264,11 @@ def test_answer_logprobs_at_temperature_divide_the_logits(sharp_lobe):
 def test_score_is_the_score_at_each_sequences_last_real_token(sharp_lobe):
     seqs = [p + a for p, a in zip(PROMPTS, ANSWERS)]
     got = sharp_lobe.score(seqs)
-    want = torch.stack([sharp_lobe(torch.tensor([s]))[1][0, -1] for s in seqs])
+    want = torch.stack([sharp_lobe(torch.tensor([s]), score=True)[1][0, -1] for s in seqs])
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     # the control: a right-padded batch's last column is a pad's score for all but the longest
     idx, _ = pad_right(seqs, "cpu")
-    assert not torch.allclose(sharp_lobe(idx)[1][:, -1], want, atol=1e-3)
+    assert not torch.allclose(sharp_lobe(idx, score=True)[1][:, -1], want, atol=1e-3)
 
 
 def test_answer_scores_score_every_answer_prefix(sharp_lobe):
@@ -277,9 +287,9 @@ def test_score_adds_judge_weight_times_the_log_likelihood_since_the_last_sep(sha
     idx, _ = pad_right(seqs, "cpu")
     with torch.no_grad():
         sharp_lobe.judge_weight.fill_(0.0)
-        _, head, _ = sharp_lobe(idx)
+        _, head = sharp_lobe(idx, score=True)
         sharp_lobe.judge_weight.fill_(2.0)
-        _, both, _ = sharp_lobe(idx)
+        _, both = sharp_lobe(idx, score=True)
     for i, s in enumerate(seqs):                                       # the slow reference
         lp = F.log_softmax(sharp_lobe(torch.tensor([s]))[0][0].detach(), -1)   # row t predicts token t + 1
         want, total, seen = [], 0.0, False                             # 0 until the first <|sep|>
@@ -300,9 +310,9 @@ def test_a_soft_answer_is_judged_by_its_expected_log_likelihood_and_passes_gradi
     p = torch.cat([F.one_hot(torch.tensor([prompt]), sharp_lobe.cfg.vocab_size).float(), soft], 1)
     with torch.no_grad():
         sharp_lobe.judge_weight.fill_(0.0)
-        head = sharp_lobe(embeds=p @ sharp_lobe.wte.weight)[1][0, -1]
+        head = sharp_lobe(embeds=p @ sharp_lobe.wte.weight, score=True)[1][0, -1]
         sharp_lobe.judge_weight.fill_(1.0)
-    logits, scores, _ = sharp_lobe(embeds=p @ sharp_lobe.wte.weight)
+    logits, scores = sharp_lobe(embeds=p @ sharp_lobe.wte.weight, score=True)
     lq = F.log_softmax(logits[0], -1)                               # row t predicts token t + 1
     want = sum((soft[0, j] * lq[len(prompt) - 1 + j]).sum() for j in range(3))   # sum_t E_p[log q]
     torch.testing.assert_close(scores[0, -1] - head, want, rtol=0, atol=1e-4)

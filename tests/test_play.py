@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import play
+from common import save_lobes
 from lobes import Lobe, LobeConfig
-from sln import System, save_system
 
 ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 
@@ -17,7 +17,7 @@ def ckpt(tmp_path_factory):
     torch.manual_seed(0)
     cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
     path = str(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
-    save_system(path, System("F", Lobe(cfg), Lobe(cfg)), task="addition")
+    save_lobes(path, Lobe(cfg), Lobe(cfg), task="addition")
     return path
 
 
@@ -48,10 +48,10 @@ def test_a_match_between_a_network_and_the_optimal_player_reports_w_d_l(ckpt, ca
 
 
 def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
-    from sln import WideConfig, WideSLN
+    from wide import WideConfig, WideSLN, save_wide
     torch.manual_seed(0)
     path = str(tmp_path / "wide.pt")
-    save_system(path, WideSLN(WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=3)), task="parity")
+    save_wide(path, WideSLN(WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=3)), task="parity")
     play.main(play.Config(task="parity", ckpt=path, system="G", prompt="0110"))
     out = capsys.readouterr().out
     assert "system G (lateralized wide SLN)" in out and "prompt  0110" in out

@@ -90,5 +90,5 @@ def test_lm_step_is_the_mean_negative_logprob_of_the_answer_tokens(tiny_cfg):
     model = Lobe(tiny_cfg)
     prompts = [prompt_ids(p) for p in ["12+34", "7", "00001111"]]
     answers = [answer_ids(a) for a in ["46", "1234567", "0"]]
-    logp, mask = answer_logprobs(model, prompts, answers)
+    logp, mask, _ = answer_logprobs(model, prompts, answers)
     torch.testing.assert_close(lm_step(model, prompts, answers), -logp.sum() / mask.sum())

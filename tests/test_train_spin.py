@@ -1,9 +1,11 @@
 """SPIN (train_spin.py, Alg 3): ln 2 at each iteration's start, a frozen opponent, data windows, smoke run."""
 import math
 
+import pytest
 import torch
 
 import train_spin
+from common import UsageError, frozen
 from lobes import Lobe, LobeConfig
 
 TINY = dict(task="addition", iterations=2, n_prompts=8, idl_limit=1, steps_per_iter=2, batch_size=4, n_eval=8,
@@ -13,8 +15,8 @@ TINY = dict(task="addition", iterations=2, n_prompts=8, idl_limit=1, steps_per_i
 def test_spin_loss_is_ln2_when_policy_equals_opponent_and_opponent_stays_frozen():
     torch.manual_seed(0)
     left = Lobe(LobeConfig(n_layer=1, n_head=2, n_embd=32))
-    opponent = train_spin.frozen(left)
-    data = [("12+3", "51", "52", 0), ("4+4", "8", "9", 1)]
+    opponent = frozen(left)
+    data = [train_spin.Rejected("12+3", "51", "52", 0), train_spin.Rejected("4+4", "8", "9", 1)]
     ref = train_spin.reference_logprobs(opponent, data)
     cfg = train_spin.Config(lr=1e-2)
     loss, loss_spin, margin, _ = train_spin.spin_step(left, data, ref, [0, 1], cfg)
@@ -31,17 +33,20 @@ def test_spin_loss_is_ln2_when_policy_equals_opponent_and_opponent_stays_frozen(
 def test_temperatures_spread_over_the_range():
     cfg = train_spin.Config(idl_limit=3, t_min=0.1, t_max=0.9)
     assert train_spin.temperatures(cfg) == [0.1, 0.367, 0.633, 0.9]
+    with pytest.raises(UsageError, match="--t_min"):
+        train_spin.Config(t_min=0.9, t_max=0.1)                # a contradictory pair is an error
 
 
 def test_smoke_run_trains_each_iteration_on_its_own_and_previous_generations(tmp_path):
-    rows = train_spin.main(train_spin.Config(out_dir=str(tmp_path), **TINY))
+    tiny = dict(TINY, sft_dir=str(tmp_path / "sft"))
+    rows = train_spin.main(train_spin.Config(out_dir=str(tmp_path), **tiny))
     assert [r["iter"] for r in rows] == [0, 1, 2]
     assert all(math.isclose(r["first_loss"], math.log(2), abs_tol=1e-5) for r in rows[1:])
     assert rows[1]["n_data"] == rows[1]["n_rejected"]
     assert rows[2]["n_data"] == rows[2]["n_rejected"] + rows[1]["n_rejected"]
     assert (tmp_path / "ckpt.pt").exists() and (tmp_path / "metrics.jsonl").exists()
     # resume: nothing left to do at iteration 2 of 2, and a third iteration continues from it
-    more = train_spin.main(train_spin.Config(out_dir=str(tmp_path), init_from="resume", **{**TINY, "iterations": 3}))
+    more = train_spin.main(train_spin.Config(out_dir=str(tmp_path), init_from="resume", **{**tiny, "iterations": 3}))
     assert [r["iter"] for r in more] == [0, 1, 2, 3]
     assert more[3]["n_data"] == more[3]["n_rejected"] + rows[2]["n_rejected"]
 

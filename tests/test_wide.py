@@ -1,6 +1,6 @@
 """
-Tests for the wide SLN (sln.WideSLN, systems E and G, Figure 4) and its training through
-train_sft --arch=wide: parameter counts against the fixed-depth GPT, per-row halting (a row that
+Tests for the wide SLN (wide.WideSLN, systems E and G, Figure 4) and its training through
+train_wide.py: parameter counts against the fixed-depth GPT, per-row halting (a row that
 halts stops changing), batching, save -> load, and a tiny training run with an exact resume.
 (The halting and load-balancing losses are checked by hand in tests/test_losses.py.)
 
@@ -13,10 +13,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-import train_sft
+import train_wide
 from common import UsageError, load_checkpoint
 from lobes import Lobe
-from sln import SYSTEMS, System, WideConfig, WideSLN, equal_depth_config, load_lobes, load_system, pool, save_system
+from measure import LengthRow, pool
+from sln import SYSTEMS, System, load_lobes, load_system
+from wide import WideConfig, WideSLN, equal_depth_config, save_wide
 
 CFG = WideConfig(n_head=2, n_embd=32, n_expert=2, max_loops=8)
 PROMPTS = ["0110", "1", "1011101", "00", "111111111"]
@@ -105,7 +107,7 @@ def test_e_and_g_halt_on_different_gates():
 
 def test_save_then_load_gives_identical_answers_for_e_and_g(tmp_path):
     path = str(tmp_path / "ckpt.pt")
-    save_system(path, wide(3), task="parity")
+    save_wide(path, wide(3), task="parity")
     for kind in "EG":
         before = wide(3, kind).answer(PROMPTS, 4)
         after = load_system(path, kind, idl_limit=2).answer(PROMPTS, 4)
@@ -114,7 +116,7 @@ def test_save_then_load_gives_identical_answers_for_e_and_g(tmp_path):
 
 def test_wide_checkpoints_and_lobe_checkpoints_are_not_mixed_up(tmp_path):
     path = str(tmp_path / "ckpt.pt")
-    save_system(path, wide())
+    save_wide(path, wide())
     with pytest.raises(UsageError, match="wide SLN"):
         load_lobes(path)
     assert {"E", "G"} <= set(SYSTEMS)
@@ -131,21 +133,21 @@ def test_route_names_a_lobe_and_an_expert_at_every_loop():
 
 
 # -----------------------------------------------------------------------------
-# train_sft --arch=wide: a tiny run, then 0 -> 4 -> resume -> 8 against an uninterrupted 0 -> 8
-TINY = train_sft.Config(task="parity", arch="wide", device="cpu", n_layer=2, n_embd=32, n_head=2, batch_size=8,
-                        n_eval=12, train_loops=4, max_loops=6, decay_lr=False, eval_interval=2)
+# train_wide: a tiny run, then 0 -> 4 -> resume -> 8 against an uninterrupted 0 -> 8
+TINY = train_wide.Config(task="parity", device="cpu", n_expert=1, n_embd=32, n_head=2, batch_size=8,
+                         n_eval=12, train_loops=4, max_loops=6, decay_lr=False, eval_interval=2)
 
 
 def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
-    results = train_sft.main(replace(TINY, max_iters=4, out_dir=str(tmp_path)))
-    assert results["step"] == 4 and 0 <= results["left_ood"] <= 1 and results["left_ood"] == results["E_ood"]
+    results = train_wide.main(replace(TINY, max_iters=4, out_dir=str(tmp_path)))
+    assert results["step"] == 4 and 0 <= results["E_ood"] <= 1 and "left_ood" not in results
     assert 1 <= results["G_loops_ood"] <= 6
     out = capsys.readouterr().out
     assert "the fixed-depth GPT of as many blocks (--n_layer=4)" in out and "| prompt length |" in out
     pooled = out[out.index("| lengths |"):].splitlines()[2:4]           # parity: 1-10 and 11-20 pooled
     assert [r.split(" | ")[0] for r in pooled] == ["| 1-10", "| 11-15"] and pooled[0].split(" | ")[1] == "12"
     ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
-    assert ckpt["step"] == 4 and ckpt["wide_config"]["n_expert"] == 1 and ckpt["config"]["arch"] == "wide"
+    assert ckpt["step"] == 4 and ckpt["wide_config"]["n_expert"] == 1 and "left" not in ckpt
     with open(tmp_path / "metrics.jsonl") as f:
         lines = [json.loads(line) for line in f]
     assert [m["step"] for m in lines if "E_test" in m] == [0, 2, 4]
@@ -156,18 +158,18 @@ def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
 
 def test_resumed_wide_run_ends_with_the_same_weights(tmp_path):
     split, whole = str(tmp_path / "split"), str(tmp_path / "whole")
-    train_sft.main(replace(TINY, max_iters=4, out_dir=split))
-    train_sft.main(replace(TINY, max_iters=8, out_dir=split, init_from="resume"))
-    train_sft.main(replace(TINY, max_iters=8, out_dir=whole))
+    train_wide.main(replace(TINY, max_iters=4, out_dir=split))
+    train_wide.main(replace(TINY, max_iters=8, out_dir=split, init_from="resume"))
+    train_wide.main(replace(TINY, max_iters=8, out_dir=whole))
     a, b = load_checkpoint(os.path.join(split, "ckpt.pt")), load_checkpoint(os.path.join(whole, "ckpt.pt"))
     assert a["step"] == b["step"] == 8
-    assert all(torch.equal(a["left"][k], b["left"][k]) for k in a["left"])
+    assert all(torch.equal(a["wide"][k], b["wide"][k]) for k in a["wide"])
 
 
 def test_bad_wide_options_are_usage_errors(tmp_path):
-    for bad in (dict(arch="deep"), dict(halt_prior=1.0)):
+    for bad in (dict(init_from="deep"), dict(halt_prior=1.0), dict(train_loops=0)):
         with pytest.raises(UsageError):
-            train_sft.main(replace(TINY, max_iters=1, out_dir=str(tmp_path), **bad))
+            train_wide.main(replace(TINY, max_iters=1, out_dir=str(tmp_path), **bad))
 
 
 def test_window_lets_a_token_see_itself_and_the_window_minus_one_before_it():
@@ -178,7 +180,8 @@ def test_window_lets_a_token_see_itself_and_the_window_minus_one_before_it():
 
 
 def test_pool_weights_each_length_by_its_problem_count():
-    rows = [(1, 10, 1.0, 2.0), (10, 30, 0.5, 4.0), (12, 20, 0.25, 8.0), (16, 5, 0.0, 9.0)]
+    rows = [LengthRow(*r) for r in ((1, 10, 1.0, 2.0), (10, 30, 0.5, 4.0), (12, 20, 0.25, 8.0),
+                                    (16, 5, 0.0, 9.0))]
     assert pool(rows, ((1, 10), (11, 15), (16, 20), (21, 30))) == [
         (1, 10, 40, (10 * 1.0 + 30 * 0.5) / 40, (10 * 2.0 + 30 * 4.0) / 40),   # 0.625, 3.5
         (11, 15, 20, 0.25, 8.0), (16, 20, 5, 0.0, 9.0)]                      # empty 21-30 left out
@@ -192,12 +195,12 @@ def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities(
     for way in ("wide_step", "by hand"):
         model = wide(5)
         if way == "wide_step":
-            loss, _ = train_sft.wide_step(model, prompts, answers, cfg)
+            loss, _ = train_wide.wide_step(model, prompts, answers, cfg)
         else:  # the answers' gradient is loop_weight * the mean CE over loops, nothing from halting
             idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], "cpu")
             logits, _, _ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
             mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, "cpu")
-            loss = 0.5 * train_sft.loop_ce(logits, idx[:, 1:], mask).mean()
+            loss = 0.5 * train_wide.loop_ce(logits, idx[:, 1:], mask).mean()
         loss.backward()
         grads.append(model.ln_f.weight.grad.clone())
     assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
@@ -207,13 +210,13 @@ def test_wide_batch_grows_the_longest_prompt_from_two_characters():
     import random
     from data import get_task
     task = get_task("parity")
-    short = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 0.0)
-    half = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 0.5)
-    full = train_sft.wide_batch(task, random.Random(0), 64, (1, 10), 1.0)
+    short = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 0.0)
+    half = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 0.5)
+    full = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 1.0)
     assert len(short) == len(full) == 64 and max(len(p) for p, _ in short) <= 2
     assert max(len(p) for p, _ in half) == 6 and max(len(p) for p, _ in full) == 10   # 2 + 0.5 * 8
     rng = random.Random(0)                                                       # grown 1: no filter
     assert full == [task.sample(rng, "train") for _ in range(64)]
     assert all(a == str(p.count("1") % 2) for p, a in short)
     add = get_task("addition")                     # every prompt 17 characters: the cap never falls below them
-    assert len(train_sft.wide_batch(add, random.Random(0), 8, (17, 17), 0.0)) == 8
+    assert len(train_wide.wide_batch(add, random.Random(0), 8, (17, 17), 0.0)) == 8

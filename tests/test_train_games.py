@@ -1,0 +1,74 @@
+"""Actor-critic on games (train_games.py, Alg 2 with TD/GAE, §5.4, eq 9): the critic's move
+scores, TD targets and eq 9 weights per seat, forfeits, bad options, and a smoke run with exact
+resume."""
+import math
+import random
+
+import pytest
+import torch
+
+import train_games as tg
+from common import UsageError
+from data.tokenizer import decode_answer
+from games.tictactoe import moves, read_move
+
+TINY_GAMES = dict(device="cpu", n_layer=1, n_head=2, n_embd=32, warm_iters=4, max_iters=2,
+                  batch_size=6, eval_interval=1, self_play_max=1, kl_coef=0.1)
+
+
+def test_move_scores_win_draw_illegal_and_the_critic_for_the_rest(tiny_lobe):
+    right = tiny_lobe
+    boards = ["xx.oo....", "xoxxoo.x.", "xx.oo....", "x........", ".oooxxxxo"]
+    # X completes a row; a legal move; an occupied cell; legal; the draw
+    texts = ["3", "7", "1", "5", "1"]
+    s = tg.move_scores(right, boards, texts)
+    assert s[0] == 1.0 and s[2] == 0.0 and s[4] == 0.5
+    p = torch.sigmoid(right.score([tg.board_ids("x...o....")]))[0]
+    assert math.isclose(s[3].item(), 1 - p.item(), rel_tol=1e-5)
+    assert 0 < s[1] < 1
+
+
+def test_td_targets_give_returns_and_eq9_weights_per_seat():
+    cfg = tg.Config(gamma=1.0, gae_lambda=1.0, pavlov_lambda=float("inf"))
+    h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(1, "b1"), tg.Turn(0, "b2", [1], [2])]
+    targets = tg.td_targets([h], [(1, -1)], torch.tensor([0.2, 0.0, 0.6]), cfg)
+    # X moved twice and won: returns 1, advantages 1 - V; eq 9 with lambda inf: all weight on the
+    # last move
+    x = [t for t in targets if t.turn.seat == 0]
+    got = (x[0].advantage, x[0].ret, x[1].advantage, x[1].ret)
+    assert [round(v, 5) for v in got] == [0.8, 1.0, 0.4, 1.0]
+    assert [t.turn.board for t in targets] == ["b0", "b2", "b1"]
+    assert [t.weight for t in targets] == [0.0, 2.0, 1.0]
+
+
+def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
+    cfg = tg.Config(temperature=1.0)
+    torch.manual_seed(0)
+    history, outcome = tg.play_games(tiny_lobe, 6, ["optimal", "random", "self"], cfg,
+                                     random.Random(0))
+    for g, (h, out) in enumerate(zip(history, outcome)):
+        assert out in [(1, -1), (-1, 1), (0, 0)]
+        last = h[-1]
+        lobe_moved = last.context is not None
+        if lobe_moved and read_move(decode_answer(last.action)) not in moves(last.board):
+            assert out[last.seat] == -1                             # the untrained lobe forfeits
+        lobe_seats = {t.seat for t in h if t.context is not None}
+        assert lobe_seats <= ({0, 1} if g // 2 % 3 == 2 else {g % 2})
+
+
+def test_smoke_games_run_and_exact_resume(tmp_path):
+    a = tg.main(tg.Config(out_dir=str(tmp_path / "a"), **TINY_GAMES))
+    assert [r["iter"] for r in a] == [0, 1, 2] and a[1]["ratio"] == 1.0
+    assert all(0 <= r["loss_X"] <= 1 and 0 <= r["loss_O"] <= 1 for r in a)
+    assert (tmp_path / "a" / "ckpt.pt").exists() and (tmp_path / "a" / "warm" / "ckpt.pt").exists()
+    tg.main(tg.Config(out_dir=str(tmp_path / "b"), **{**TINY_GAMES, "max_iters": 1}))
+    b = tg.main(tg.Config(out_dir=str(tmp_path / "b"), init_from="resume", **TINY_GAMES))
+    assert [r["iter"] for r in b] == [0, 1, 2]
+    assert b[2]["loss_left"] == a[2]["loss_left"] and b[2]["reward"] == a[2]["reward"]
+
+
+def test_bad_options_are_one_line_usage_errors():
+    for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
+                dict(reward_transform="exp"), dict(task="chess")):
+        with pytest.raises(UsageError):
+            tg.Config(**bad)                  # checked as it is built

@@ -1,0 +1,348 @@
+"""
+Actor-critic training of a lateralized SLN on whole games of tic-tac-toe (paper §5.3-5.5).
+
+Algorithm 2 with an external reward and TD errors (the NOTE after eq 8), PPO-clip (eq 8),
+self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9), eq 2's KL:
+
+    for each batch of games:                                         Alg 2 lines 1-2
+        the left lobe (actor) reads the board and writes its move (sampling at `temperature`)
+        against an opponent (self | random | optimal); +1/0/-1 arrives at the end, and an
+        illegal move forfeits                                        lines 4-18 as a game
+        the right lobe is V over positions; the TD error delta = r + gamma V(next) - V(now)
+        gives the advantages (GAE)                                   the NOTE, steps 1-4
+        right <- BCE toward (return + 1) / 2, eq 9 over moves         step 5, lines 22-24, 27
+        left  <- PPO-clip (eq 8) with those advantages, + kl_coef * eq 2
+                                                                     steps 6-7, lines 19-20, 28
+        §5.4: while the critic is not satisfied with the moves (capped): sample, score, update
+
+The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly random legal moves
+only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
+reference is its left lobe. Evaluation is exact (games.tictactoe.exact_outcome): the greedy lobe
+against the optimal player from each seat, every optimal reply enumerated.
+
+    $ python train_games.py                                  # CPU, minutes
+    $ python train_games.py --opponent=self --self_play_max=1
+    $ python train_games.py --init_from=resume               # continue an interrupted run
+"""
+import dataclasses
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
+                    get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
+                    save_lobes, seed_everything, set_lr)
+from data.tokenizer import decode_answer
+from games.tictactoe import (after, exact_outcome, is_over, moves, play_batch, reachable_positions,
+                             read_move, to_prompt, winner)
+from idl import speak
+from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
+from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
+from ppo import actor_update, make_rollout
+from sln import load_lobes
+
+MOVE_TOKENS = 2          # a move is written as one digit 1-9, then <|eos|>
+
+
+@dataclass
+class Config(Checked):
+    task: str = "tictactoe"       # the game: tictactoe (one move per prompt through the IDL:
+                                  #   train_actor_critic.py)
+    out_dir: str = "out/games"    # ckpt.pt, metrics.jsonl and the warm start (out_dir/warm) go here
+    init_from: str = "warm"       # warm (out_dir/warm/ckpt.pt, trained first if missing) | resume |
+                                  #   a ckpt path
+    device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    seed: int = 1337              # seeds the warm start, the games and the sampling
+    max_iters: PosInt = 1500      # batches of games (Alg 2 line 1)
+    batch_size: PosInt = 64       # games per batch (Alg 2 line 2)
+    temperature: PosFloat = 1.0   # sampling temperature at rollout AND in the update
+                                  #   (so the first PPO ratio is 1)
+    reward_transform: str = "D"   # §5.4: the critic's D as a reward: D | logD | logitD | 2D-1
+    clip_eps: float = 0.2         # eq 8's epsilon
+    ppo_epochs: PosInt = 2        # PPO updates per rollout (the first has ratio exactly 1)
+    gamma: Prob = 1.0             # TD discount
+    gae_lambda: Prob = 1.0        # GAE lambda; 1 = return - V (unbiased), 0 = the TD error delta
+    kl_coef: float = 0.0          # eq 2's lambda: per-token KL to the warm start (0 = off)
+    self_play_max: int = 0        # §5.4: extra sample-and-update rounds per batch until the
+                                  #   critic is satisfied; 0 = off, as §5.4 warns that many
+                                  #   actor updates per critic update overfit the actor to the batch
+    satisfied: Prob = 0.9         # §5.4: the critic is satisfied when its mean score is >= this
+    pavlov_lambda: Decay = 0.0    # eq 9 decay over the moves before the reward (0 = every move 1)
+    opponent: str = "optimal,random,self"  # opponents cycled over a batch, from: self | random |
+                                  #   optimal
+    lr_left: PosFloat = 1e-3      # left lobe (actor) AdamW learning rate: lobes trained hard
+    lr_right: PosFloat = 1e-3     # right lobe (critic) AdamW learning rate
+    weight_decay: float = 0.01    # §5.4 guard against overfitting a batch (AdamW, matrices only)
+    grad_clip: float = 1.0        # §5.4 guard: clip each lobe's gradient norm (0 = off)
+    warm_iters: PosInt = 500      # eq 1 steps on uniformly random legal moves (the warm start)
+    n_layer: PosInt = 2           # blocks per lobe
+    n_head: PosInt = 4            # attention heads per block
+    n_embd: PosInt = 64           # residual width per lobe
+    eval_interval: PosInt = 100   # evaluate and checkpoint every this many batches
+    wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+
+    def check(self):
+        if self.task != "tictactoe":
+            raise UsageError(f"--task must be tictactoe (the game played whole), got {self.task!r}")
+        bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
+        if bad:
+            raise UsageError(f"--opponent takes self, random, optimal (comma-separated), "
+                             f"got {', '.join(sorted(bad))}")
+        try:
+            reward_transform(torch.zeros(1), self.reward_transform)
+        except ValueError as e:
+            raise UsageError(f"--reward_transform: {e}") from None
+
+
+class Turn(NamedTuple):
+    """One move: who made it from which board; for the lobe's moves, what it read and wrote."""
+    seat: int             # 0 = X, 1 = O
+    board: str            # the position before the move
+    context: list = None  # the tokens the lobe read (None: the opponent moved)
+    action: list = None   # the tokens it wrote, <|eos|> included
+
+
+class Target(NamedTuple):
+    """A move with what TD learning makes of it (td_targets)."""
+    turn: Turn
+    advantage: float      # GAE advantage: the actor's eq 8 weight
+    ret: float            # the return, advantage + V(s): the critic's target
+    weight: float         # eq 9's weight by the move's distance to the reward
+
+
+# -----------------------------------------------------------------------------
+def board_ids(board):
+    """A position as the lobes read it: <|bos|> x.o|.x.|..o <|sep|>."""
+    return prompt_ids(to_prompt(board))
+
+
+def random_move_sft(cfg, device, path):
+    """The games warm start: a lobe trained with eq 1 on uniformly random legal moves from
+    uniformly drawn positions (it learns the format and the rules, no strategy). Both lobes start
+    from it, as both start from train_sft's eq 1 on tasks; the right lobe's score head is
+    untrained."""
+    seed_everything(cfg.seed)
+    lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
+    left, right = Lobe(lcfg).to(device), Lobe(lcfg).to(device)
+    opt = make_optimizer(left, 2e-3, 0.1)                    # train_sft.py's lr and weight decay
+    boards = sorted(b for b in reachable_positions() if not is_over(b))
+    rng = random.Random(f"{cfg.seed}/warm")
+    for step in range(cfg.warm_iters):
+        batch = [rng.choice(boards) for _ in range(64)]
+        answers = [answer_ids(str(rng.choice(moves(b)) + 1)) for b in batch]
+        set_lr(opt, lr_at(step, cfg.warm_iters, 2e-3, warmup=min(50, cfg.warm_iters // 5)))
+        with autocast(device):
+            loss = sft_loss(*teacher_forced(left, [board_ids(b) for b in batch], answers))  # eq 1
+        optimize(left, opt, loss, cfg.grad_clip)
+    print(f"warm start: {cfg.warm_iters} eq 1 steps on random legal moves, last loss "
+          f"{loss.item():.3f} (uniform over legal moves is about 1.6)")
+    right.load_state_dict(left.state_dict())   # the critic starts from the same board features
+    save_lobes(path, left, right, cfg=cfg, task=cfg.task)
+
+
+def warm_start(cfg, device):
+    """Both lobes by --init_from: warm takes out_dir/warm/ckpt.pt (random_move_sft writes it when
+    missing), resume continues out_dir/ckpt.pt, anything else is a checkpoint path. Returns left
+    and right in train mode, the checkpoint and its path."""
+    path = {"warm": os.path.join(cfg.out_dir, "warm", "ckpt.pt"),
+            "resume": os.path.join(cfg.out_dir, "ckpt.pt")}.get(cfg.init_from, cfg.init_from)
+    if cfg.init_from == "warm" and not os.path.exists(path):
+        random_move_sft(cfg, device, path)
+    left, right, ckpt = load_lobes(path, device, cfg.task)
+    return left.train(), right.train(), ckpt, path
+
+
+@torch.no_grad()
+def play_games(left, n_games, opponents, cfg, rng):
+    """n_games of tic-tac-toe in one batch (games.tictactoe.play_batch); the left lobe samples its
+    moves at `temperature`. Returns history[g] = [Turn] and outcome[g] = (r_X, r_O)."""
+    def mover(boards):
+        ctx = [board_ids(b) for b in boards]
+        texts, actions, _ = speak(left, ctx, MOVE_TOKENS, cfg.temperature)
+        return [(t, (c, a)) for t, c, a in zip(texts, ctx, actions)]
+    history, outcome = play_batch(n_games, opponents, mover, rng)
+    return [[Turn(seat, board, *(note or ())) for seat, board, note in h] for h in history], outcome
+
+
+@torch.no_grad()
+def values_of(right, history):
+    """V(s) in [-1, 1] of every position of every game, in order: 2 sigma(score) - 1, the
+    expected result of the side to move."""
+    scores = right.score([board_ids(t.board) for h in history for t in h])
+    return 2 * torch.sigmoid(scores).cpu() - 1
+
+
+def td_targets(history, outcome, values, cfg):
+    """Per game and seat, the positions where that seat moved, with GAE advantages and returns.
+    The TD error is delta_t = r_t + gamma V(s_{t+1}) - V(s_t) (the NOTE after eq 8, step 4):
+    s_{t+1} is the seat's next turn, r is 0 until the final +1/0/-1, V of the end is 0. values: V
+    of every history entry in order. Returns [Target]; with pavlov_lambda > 0 a move dT moves
+    before the reward weighs C0 exp(-lambda dT) (mean 1 per trajectory), else 1."""
+    targets, k = [], 0
+    for h, out in zip(history, outcome):
+        v = values[k:k + len(h)]
+        k += len(h)
+        for s in (0, 1):
+            idx = [i for i, turn in enumerate(h) if turn.seat == s]
+            if not idx:
+                continue
+            rewards = torch.zeros(len(idx))
+            rewards[-1] = float(out[s])
+            adv, ret = gae_advantages(rewards, torch.cat([v[idx], torch.zeros(1)]), cfg.gamma,
+                                      cfg.gae_lambda)
+            w = pavlovian_weights(len(idx), cfg.pavlov_lambda) * len(idx)   # lambda 0: all 1
+            targets += [Target(h[i], adv[n].item(), ret[n].item(), w[n].item())
+                        for n, i in enumerate(idx)]
+    return targets
+
+
+def critic_step(right, mine):
+    """The NOTE's step 5 as eq 7: BCE toward (return + 1) / 2, whose gradient on the score logit
+    is -delta / 2 at gae_lambda 0; eq 9 weighs a move by its distance to the reward (§5.5).
+    V is the lobe's expected result when it is to move: the opponent's positions would teach the
+    opposite value for boards that look the same (who is the lobe is not on the board)."""
+    dev = right.wte.weight.device
+    ret, w = torch.tensor([t.ret for t in mine]), torch.tensor([t.weight for t in mine])
+    scores = right.score([board_ids(t.turn.board) for t in mine])
+    return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
+
+
+def move_scores(right, boards, texts):
+    """The critic's expected score (win 1, draw 1/2, loss 0) of each move: the final result if the
+    move ends the game, 0 if it is illegal, else 1 - sigma(V logit of the position after it)
+    (the critic scores a position for the side to move, here the opponent)."""
+    scores, ask = [0.0] * len(boards), []
+    for i, (b, text) in enumerate(zip(boards, texts)):
+        m = read_move(text)
+        if m in moves(b):
+            nxt = after(b, m)
+            if is_over(nxt):
+                scores[i] = 1.0 if winner(nxt) else 0.5
+            else:
+                ask.append((i, nxt))
+    if ask:
+        p = torch.sigmoid(right.score([board_ids(b) for _, b in ask])).tolist()
+        for (i, _), pi in zip(ask, p):
+            scores[i] = 1.0 - pi
+    return torch.tensor(scores)
+
+
+def self_play(left, right, ref, opt_left, boards, cfg):
+    """§5.4 on a batch's positions: the left lobe samples a move at each, the critic scores it
+    (move_scores), and eq 8 updates the lobe with advantage = reward(move) - reward(V(position)),
+    a baseline the move does not change, until the critic's mean score reaches `satisfied`."""
+    ctx = [board_ids(b) for b in boards]
+    with torch.no_grad():
+        base = reward_transform(torch.sigmoid(right.score(ctx)).cpu(), cfg.reward_transform)
+    for rounds in range(cfg.self_play_max):
+        with torch.no_grad():
+            texts, actions, _ = speak(left.eval(), ctx, MOVE_TOKENS, cfg.temperature)
+            p = move_scores(right, boards, texts)
+        left.train()
+        if p.mean() >= cfg.satisfied:
+            return rounds
+        adv = reward_transform(p, cfg.reward_transform) - base
+        actor_update(left, opt_left, ref, make_rollout(left, ctx, actions, adv, cfg), cfg)
+    return cfg.self_play_max
+
+
+@torch.no_grad()
+def evaluate_games(left):
+    """Exact results of the greedy left lobe against the optimal player from each seat
+    (games.tictactoe.exact_outcome enumerates every optimal reply), and its illegal-move rate
+    over all 4,520 positions that are not over."""
+    left.eval()
+    boards = sorted(b for b in reachable_positions() if not is_over(b))
+    texts = []
+    for i in range(0, len(boards), 1024):
+        texts += left.answer([to_prompt(b) for b in boards[i:i + 1024]], MOVE_TOKENS)
+    table = {b: read_move(t) for b, t in zip(boards, texts)}
+    r = {"illegal": sum(table[b] not in moves(b) for b in boards) / len(boards)}
+    for seat in (0, 1):
+        out = exact_outcome(lambda b: table[b], seat)
+        mark = "XO"[seat]
+        r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
+    left.train()
+    return r
+
+
+# -----------------------------------------------------------------------------
+def main(cfg: Config):
+    t_start = time.time()
+    device = get_device(cfg.device)
+    seed_everything(cfg.seed)
+    left, right, ckpt, path = warm_start(cfg, device)
+    ref_path = ckpt.get("ref_path", path)         # a resumed run keeps the one it started from
+    ref = frozen(load_lobes(ref_path, device)[0])  # eq 2's p_ref: the warm start's left lobe
+    opt_left = make_optimizer(left, cfg.lr_left, cfg.weight_decay)
+    opt_right = make_optimizer(right, cfg.lr_right, cfg.weight_decay)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    if cfg.init_from == "resume":
+        resume(ckpt, ckpt_path, opt_left=opt_left, opt_right=opt_right)
+        start, rows = ckpt["iteration"], ckpt["rows"]
+    else:
+        start, rows = 0, [dict(iter=0, **evaluate_games(left), minutes=0.0)]
+    print(f"{cfg.task}: left {left.num_params():,} + right {right.num_params():,} "
+          f"parameters on {device}")
+    log = Logger(cfg.out_dir, start, cfg.max_iters, "games", cfg.wandb_project,
+                 dataclasses.asdict(cfg))
+    if not start:
+        log.print_row(rows[0], digits=4)
+    t0 = time.time() - 60 * rows[-1]["minutes"]
+    for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
+        rng = random.Random(f"{cfg.seed}/ac/{it}")      # the games, reproducible for exact resume
+        with autocast(device):
+            left.eval(), right.eval()
+            # LOOP LOGIC: Alg 2 lines 2-18 as games: the actor moves, the opponent replies, and
+            # +1/0/-1 arrives at the end (the external reward of the NOTE after eq 8)
+            history, outcome = play_games(left, cfg.batch_size, cfg.opponent.split(","), cfg, rng)
+            # LOOP LOGIC: the NOTE's steps 1-4: V of every position, TD errors, GAE advantages
+            targets = td_targets(history, outcome, values_of(right, history), cfg)
+            mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
+            left.train(), right.train()
+            # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9
+            loss_right = critic_step(right, mine)
+            optimize(right, opt_right, loss_right, cfg.grad_clip)
+            # LOOP LOGIC: steps 6-7 as eq 8 (Alg 2 lines 19-20, 28): PPO-clip with the advantages
+            ro = make_rollout(left, [t.turn.context for t in mine], [t.turn.action for t in mine],
+                              torch.tensor([t.advantage for t in mine]), cfg)
+            stats = actor_update(left, opt_left, ref, ro, cfg)
+            # LOOP LOGIC: §5.4, self-play against the updated critic on this batch's positions
+            rounds = self_play(left, right, ref, opt_left, [t.turn.board for t in mine], cfg)
+        reward = sum(o[g % 2] for g, o in enumerate(outcome)) / len(outcome)   # the lobe's seat
+        forfeits = sum(read_move(decode_answer(t.turn.action)) not in moves(t.turn.board)
+                       for t in mine)
+        stats = dict(stats, loss_right=loss_right.item(), reward=reward, forfeits=forfeits,
+                     self_play=rounds)
+        log.tick(left=stats["loss_left"], right=stats["loss_right"], reward=stats["reward"])
+        log.log(it + 1, **stats)
+        if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:
+            continue
+        row = dict(iter=it + 1, **evaluate_games(left), **stats, minutes=(time.time() - t0) / 60)
+        log.report(it + 1, row, rows, digits=4)
+        save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=cfg.task,
+                   iteration=it + 1, rows=rows, ref_path=ref_path)
+    log.close()
+    print(table(rows))
+    print(f"wall time {(time.time() - t_start) / 60:.1f} minutes, warm start and evaluations "
+          "included")
+    return rows
+
+
+def table(rows):
+    """Every exact evaluation against the perfect player as a markdown table (iteration 0: the
+    random-move warm start)."""
+    cols = [("iter", "iter", "{}"), ("loss_X", "loss as X", "{:.2%}"),
+            ("loss_O", "loss as O", "{:.2%}"),
+            ("draw_X", "draw as X", "{:.2%}"), ("draw_O", "draw as O", "{:.2%}"),
+            ("illegal", "illegal", "{:.2%}"), ("reward", "mean reward", "{:.3f}"),
+            ("minutes", "minutes", "{:.1f}")]
+    return markdown_table(rows, cols)
+
+
+if __name__ == "__main__":
+    run(main, Config, gpu_preset={"batch_size": 256})

@@ -1,0 +1,231 @@
+"""
+Supervised training of the wide SLN (paper Figure 4, systems E and G; §5.1 eq 1 with learned
+halting), one network that loops its expert-lobes until it halts (wide.py).
+
+    for each step:
+        run the network for train_loops loops on a batch, reading the answer out after each loop
+        loss = E[eq 1 at the halting loop]   under each rule's halting distribution (PonderNet:
+               + halt_beta * KL(halting || geometric(halt_prior))   losses.halting_loss), E's rule
+               + loop_weight * mean over loops of eq 1               (the main gate) and G's (the
+               + balance_weight * load balancing of every gate       right lobe's score) alike
+
+With --loop_weight > 0 every loop is taught the answer (deep supervision) and the halting loss sees
+the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
+of making early loops lazy. --grow_iters is a length curriculum inside the train split and
+--window limits how far one block carries information, so the loops a problem needs grow with it.
+
+    $ python train_wide.py --task=parity --window=3 --grow_iters=600 --loop_weight=1
+    $ python play.py --task=parity --system=G --ckpt=out/wide/ckpt.pt --prompt=0110100101101
+    $ python train_wide.py --init_from=resume        # continue an interrupted run
+"""
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from common import (Checked, Logger, PosFloat, PosInt, Prob, UsageError, autocast, get_device,
+                    load_checkpoint, load_task, lr_at, make_optimizer, optimize, resume, run,
+                    seed_everything, set_lr)
+from lobes import Lobe, answer_ids, pad_right, prompt_ids, span_mask
+from losses import halting_loss
+from measure import LENGTH_BUCKETS, by_length, eval_splits, evaluate_system, pool
+from wide import WideConfig, WideSLN, equal_depth_config, save_wide
+
+
+@dataclass
+class Config(Checked):
+    task: str = "addition"        # addition | multiplication | parity | wordproblems | tictactoe
+    out_dir: str = "out/wide"     # ckpt.pt and metrics.jsonl are written here
+    init_from: str = "scratch"    # scratch | resume (continue out_dir/ckpt.pt from its step)
+    device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    seed: int = 1337              # seeds the network's init, the data and the sampling
+    n_expert: PosInt = 2          # experts per expert-lobe, each one transformer block
+    n_head: PosInt = 4            # attention heads per block
+    n_embd: PosInt = 128          # residual width
+    max_iters: PosInt = 800       # optimisation steps
+    batch_size: PosInt = 64       # problems per step
+    lr: PosFloat = 2e-3           # peak AdamW learning rate
+    weight_decay: float = 0.1     # AdamW weight decay on matrices
+    decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
+    grad_clip: float = 1.0        # clip the gradient norm (0 = off)
+    train_loops: PosInt = 16      # loops unrolled and read out in training (PonderNet's N)
+    max_loops: PosInt = 32        # most loops at evaluation
+    halt_prior: Prob = 0.1        # lambda_p of the geometric prior over the halting loop,
+                                  #   in (0, 1)
+    halt_beta: float = 0.01       # weight of KL(halting distribution || prior)
+    balance_weight: float = 0.01  # weight of the load-balancing loss of every gate
+    loop_weight: float = 0.0      # weight of eq 1 averaged over every loop; > 0 also stops the
+                                  #   halting loss's gradient into the answers (it then trains
+                                  #   only the stop probabilities)
+    window: int = 0               # attention sees a token and the window - 1 before it (0: all)
+    grow_iters: int = 0           # over the first grow_iters steps the longest training prompt
+                                  #   grows from 2 characters to the longest the train split has
+                                  #   (0: off)
+    max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood
+                                  #   answer + 4)
+    eval_interval: PosInt = 200   # evaluate and checkpoint every this many steps
+    n_eval: PosInt = 500          # test and ood problems per evaluation
+    wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
+
+    def check(self):
+        if not 0 < self.halt_prior < 1:
+            raise UsageError(f"--halt_prior must be in (0, 1), got {self.halt_prior}")
+        if self.init_from not in ("scratch", "resume"):
+            raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
+
+
+# -----------------------------------------------------------------------------
+def loop_ce(logits, targets, mask):
+    """Eq 1 after each loop: logits (N, B, T, V), targets and mask (B, T) -> mean CE per row
+    (B, N)."""
+    N, B, T, V = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(-1, V), targets.repeat(N, 1).reshape(-1),
+                         reduction="none")
+    return ((ce.view(N, B, T) * mask).sum(-1) / mask.sum(-1).clamp(min=1)).T
+
+
+def wide_step(model, prompts, answers, cfg):
+    """One batch of (prompt, answer) token lists -> the loss and the mean halting loop of E and
+    G."""
+    idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
+    at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
+    logits, lam, balance = model(idx[:, :-1], at, cfg.train_loops)        # (N, B, T, V), (2, B, N)
+    starts, lengths = [len(p) - 1 for p in prompts], [len(a) for a in answers]
+    mask = span_mask(starts, lengths, idx.size(1) - 1, idx.device)
+    ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
+    # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the same
+    # loops. With loop_weight the halting loss sees the CE as fixed (see the module docstring)
+    halt_ce = ce.detach() if cfg.loop_weight else ce
+    loss_e, p_e = halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)
+    loss_g, p_g = halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)
+    n = torch.arange(1, cfg.train_loops + 1, device=idx.device)
+    stats = dict(ponder_E=(p_e * n).sum(1).mean().item(), ponder_G=(p_g * n).sum(1).mean().item(),
+                 ce_last=ce[:, -1].detach().mean().item(), balance=float(balance.detach()))
+    loss = (loss_e + loss_g) / 2 + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
+    return loss, stats
+
+
+def wide_batch(task, rng, size, lengths, grown):
+    """size train problems whose prompts are at most 2 + grown * (longest - 2) characters, and
+    never fewer than the shortest (lengths = (shortest, longest), grown in [0, 1]): a curriculum
+    inside the train split, short prompts first (parity: few bits, few loops); grown >= 1 takes
+    every prompt."""
+    lo, hi = lengths
+    cap = max(lo, 2 + grown * (hi - 2)) if grown < 1 else math.inf
+    pairs = []
+    while len(pairs) < size:
+        p, a = task.sample(rng, "train")
+        if len(p) <= cap:
+            pairs.append((p, a))
+    return pairs
+
+
+@torch.no_grad()
+def evaluate(model, task, test, ood, max_new_tokens):
+    """Exact match and mean loops of E and G (one network, two halting rules) on test and
+    ood."""
+    model.eval()
+    r = {}
+    for kind in "EG":
+        model.kind = kind
+        for split, pairs in (("test", test), ("ood", ood)):
+            e = evaluate_system(model, task, pairs, max_new_tokens)
+            r[f"{kind}_{split}"], r[f"{kind}_loops_{split}"] = e["acc"], e["loops"]
+    model.kind = "E"
+    model.train()
+    return r
+
+
+def print_tables(model, task, results, test, ood, max_new_tokens):
+    """The final results, and per prompt length where prompts differ in length (parity)."""
+    r = results
+    print("\n| task | step | E test | E ood | G test | G ood | E loops ood | G loops ood "
+          "| minutes |\n"
+          + "|---" * 9 + f"|\n| {task.name} | {r['step']} | {r['E_test']:.1%} | {r['E_ood']:.1%} "
+          f"| {r['G_test']:.1%} | {r['G_ood']:.1%} | {r['E_loops_ood']:.2f} "
+          f"| {r['G_loops_ood']:.2f} | {r['minutes']:.1f} |")
+    if len({len(p) for p, _ in test + ood}) == 1:
+        return
+    rows = {}
+    for kind in "EG":
+        model.kind = kind
+        rows[kind] = by_length(model.eval(), task, test + ood, max_new_tokens)
+    model.kind = "E"
+    print("\n| prompt length | problems | E acc | E loops | G acc | G loops |\n"
+          "|---|---|---|---|---|---|")
+    for e, g in zip(rows["E"], rows["G"]):
+        print(f"| {e.length} | {e.n} | {e.acc:.1%} | {e.loops:.1f} | {g.acc:.1%} "
+              f"| {g.loops:.1f} |")
+    if task.name in LENGTH_BUCKETS:  # the same rows pooled (parity: the train lengths, then ood)
+        pooled = [pool(rows[kind], LENGTH_BUCKETS[task.name]) for kind in "EG"]
+        print("\n| lengths | problems | E acc | E loops | G acc | G loops |\n"
+              "|---|---|---|---|---|---|")
+        for e, g in zip(*pooled):
+            print(f"| {e.lo}-{e.hi} | {e.n} | {e.acc:.1%} | {e.loops:.1f} | {g.acc:.1%} "
+                  f"| {g.loops:.1f} |")
+
+
+# -----------------------------------------------------------------------------
+def main(cfg: Config):
+    device, task = get_device(cfg.device), load_task(cfg.task)
+    seed_everything(cfg.seed)
+    wcfg = WideConfig(n_expert=cfg.n_expert, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                      max_loops=cfg.max_loops, window=cfg.window)
+    model = WideSLN(wcfg).to(device)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    start, results = 0, {}
+    if cfg.init_from == "resume":
+        ckpt = load_checkpoint(ckpt_path, device)
+        resume(ckpt, ckpt_path, wide=model, opt=opt)
+        start, results = ckpt["step"], ckpt["results"]
+    cfg, test, ood = eval_splits(cfg, task)
+    gpt = equal_depth_config(wcfg)
+    # train prompt lengths
+    seen = [len(task.sample(random.Random(i), "train")[0]) for i in range(200)]
+    lengths = (min(seen), max(seen))
+    print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} "
+          f"blocks), on {device}; the fixed-depth GPT of as many blocks "
+          f"(--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")
+    log = Logger(cfg.out_dir, start, cfg.max_iters, "wide", cfg.wandb_project,
+                 dataclasses.asdict(cfg))
+    t0 = time.time() - 60 * results.get("minutes", 0.0)
+    for step in range(start, cfg.max_iters + 1):
+        if (step % cfg.eval_interval == 0 or step == cfg.max_iters) and (step > start or not start):
+            results = dict(step=step, **evaluate(model, task, test, ood, cfg.max_new_tokens),
+                           minutes=(time.time() - t0) / 60)
+            log.log(**results)
+            log.print(f"step {step}: E test {results['E_test']:.1%} ood {results['E_ood']:.1%} "
+                      f"(loops {results['E_loops_ood']:.1f}) | G test {results['G_test']:.1%} "
+                      f"ood {results['G_ood']:.1%} (loops {results['G_loops_ood']:.1f})")
+            if step > start:
+                save_wide(ckpt_path, model, opt=opt.state_dict(), config=dataclasses.asdict(cfg),
+                          task=task.name, step=step, results=results)
+        if step == cfg.max_iters:
+            break
+        rng = random.Random(f"{cfg.seed}/{step}")  # a fresh train batch, reproducible on resume
+        grown = step / cfg.grow_iters if cfg.grow_iters else 1.0
+        pairs = wide_batch(task, rng, cfg.batch_size, lengths, grown)
+        lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
+        with autocast(device):
+            loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs],
+                                    [answer_ids(a) for _, a in pairs], cfg)
+        set_lr(opt, lr)
+        optimize(model, opt, loss, cfg.grad_clip)
+        log.tick(loss=loss.item(), ponder=stats["ponder_E"])
+        if step % 25 == 0:
+            log.log(step, loss_wide=loss.item(), lr=lr, **stats)
+    log.close()
+    print_tables(model, task, results, test, ood, cfg.max_new_tokens)
+    print(f"saved {ckpt_path}")
+    return results
+
+
+if __name__ == "__main__":
+    run(main, Config, gpu_preset={"batch_size": 256, "n_expert": 3, "n_embd": 256, "n_head": 8,
+                                  "max_iters": 3000, "n_eval": 2000})

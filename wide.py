@@ -1,0 +1,281 @@
+"""
+The wide SLN (paper Figure 4, line 156; abstract item 2, line 16): systems E and G.
+
+One network holds shared first blocks, a main gating network, a left and a right expert-lobe
+(each a gate plus a mixture of experts) and the last blocks before the LM head. Each loop the
+main gate routes the state to the left lobe, the right lobe or the output; the chosen lobe's top
+expert updates the state, the input is re-injected, and the loop repeats until the row halts.
+The halting is learned (PonderNet, losses.halting_loss): E halts on the main gate's "output"
+probability, G on the right lobe's score. train_wide.py trains it; the fixed-depth GPT it is
+compared with (system A=) has as many blocks (equal_depth_config).
+
+    >>> from wide import WideConfig, WideSLN
+    >>> model = WideSLN(WideConfig(), kind="G")
+    >>> model.answer(["0110"]).loops       # untrained: junk answers, but per-row halting
+"""
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import UsageError, load_checkpoint, load_state, save_checkpoint
+from data.tokenizer import EOS, decode_answer, vocab_size
+from idl import Dialogue
+from lobes import Block, Lobe, LobeConfig, pad_right, prompt_ids, rope_table
+from losses import load_balancing_loss
+
+
+@dataclass
+class WideConfig:
+    n_first: int = 1            # shared first blocks (Figure 4: "the first 3 Transformer Blocks")
+    n_last: int = 1             # last blocks before the LM head ("the last 3 Transformer Blocks")
+    n_expert: int = 2           # experts per expert-lobe, each one transformer block
+    n_head: int = 4             # attention heads per block
+    n_embd: int = 128           # width of the residual stream
+    vocab_size: int = vocab_size  # as LobeConfig
+    dropout: float = 0.0        # as LobeConfig
+    rope_base: float = 10000.0  # as LobeConfig
+    max_loops: int = 32         # evaluation: a row that never halts stops after this many loops
+    window: int = 0             # every block sees a token and the window - 1 before it
+                                #   (0: all before)
+
+    def blocks(self):
+        """The transformer blocks the network holds: the fixed-depth GPT it is compared with has
+        as many."""
+        return self.n_first + self.n_last + 2 * self.n_expert
+
+    def block_config(self):
+        return LobeConfig(n_layer=self.blocks(), n_head=self.n_head, n_embd=self.n_embd,
+                          vocab_size=self.vocab_size, dropout=self.dropout,
+                          rope_base=self.rope_base)
+
+
+class ExpertLobe(nn.Module):
+    """Figure 4's lobe: "a gating network to what compute to conduct, and then the next layer (the
+    expert) performs that compute". Top-1 per row (Switch): row b runs expert e = argmax of the
+    gate and adds weight_b * P(e) * (expert(z) - z). With score=True the gate has one more output,
+    the right lobe's score of the state (system G halts on it)."""
+
+    def __init__(self, bcfg, n_expert, score=False):
+        super().__init__()
+        self.n_expert = n_expert
+        self.gate = nn.Linear(bcfg.n_embd, n_expert + int(score))
+        self.experts = nn.ModuleList(Block(bcfg, 0) for _ in range(n_expert))
+
+    def delta(self, z, rot, mask, rows, probs, weight):
+        """The experts' update of the state z (B, T, C) for the rows listed in `rows`."""
+        out, top = torch.zeros_like(z), probs.argmax(-1)
+        for e, expert in enumerate(self.experts):
+            idx = rows[top[rows] == e]
+            if len(idx):
+                w = (weight[idx] * probs[idx, e])[:, None, None]
+                out = out.index_add(0, idx, w * (expert(z[idx], rot, mask, None) - z[idx]))
+        return out
+
+
+class WideSLN(nn.Module):
+    """Shared first blocks, then the loop: the main gating network reads the state at the row's
+    last prompt token and routes the row to the left or the right expert-lobe or to the output;
+    the chosen lobe's expert updates the whole row; the input is re-injected; repeat. Then the
+    last blocks and the tied LM head. One network, two systems: E's probability of stopping after
+    a loop is the main gate's "output", G's is the right lobe's score (sigmoid); a row halts once
+    the probability that it has stopped passes `threshold` (see think). Training (train_sft
+    --arch=wide) fits both with PonderNet's loss (losses.halting_loss) on the same loops.
+
+    Routing and halting are per row and read at the last prompt token, which causal attention
+    keeps independent of the answer: every answer token of a row gets the same loops and experts,
+    so generation recomputes the whole sequence per token (no KV cache), batched."""
+
+    def __init__(self, cfg: WideConfig, kind="E", threshold=0.5, temperature=0.0, max_loops=None):
+        super().__init__()
+        if kind not in ("E", "G"):
+            raise ValueError(f"a wide SLN is system E or G, not {kind!r}")
+        self.cfg, self.kind, self.threshold, self.temperature = cfg, kind, threshold, temperature
+        self.max_loops = max_loops or cfg.max_loops
+        bcfg = cfg.block_config()
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)         # W_E, tied LM head
+        self.first = nn.ModuleList(Block(bcfg, i) for i in range(cfg.n_first))
+        self.ln_loop = nn.LayerNorm(cfg.n_embd)                     # keeps the looped state's scale
+        self.main_gate = nn.Linear(cfg.n_embd, 3)                   # left, right, output
+        self.left = ExpertLobe(bcfg, cfg.n_expert)
+        self.right = ExpertLobe(bcfg, cfg.n_expert, score=True)
+        self.last = nn.ModuleList(Block(bcfg, i) for i in range(cfg.n_last))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.apply(Lobe._init)                                      # a lobe's init
+        for n, p in self.named_parameters():
+            if n.endswith("proj.weight") or n.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.blocks()))
+        # start with stop probabilities near 0.1: early PonderNet mass reaches late loops
+        with torch.no_grad():
+            self.main_gate.bias[2] = -2.0
+            self.right.gate.bias[-1] = -2.0
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- one loop ------------------------------------------------------------
+    def gates(self, h, x0, at):
+        """Re-inject the input and read every gate at the last prompt token: z (B, T, C), the main
+        gate's (left, right, output) probabilities (B, 3), each lobe's expert probabilities (B, E)
+        and the stop probabilities of E and G (B,) each."""
+        z = self.ln_loop(h) + x0                                    # LOOP LOGIC: input re-injected
+        here = z[torch.arange(z.size(0), device=z.device), at]      # (B, C)
+        main = F.softmax(self.main_gate(here).float(), -1)
+        lg, rg = self.left.gate(here).float(), self.right.gate(here).float()
+        experts = F.softmax(lg, -1), F.softmax(rg[:, :-1], -1)
+        return z, main, experts, (main[:, 2], torch.sigmoid(rg[:, -1]))
+
+    def mask(self, T, device):
+        """None (causal attention) or, with cfg.window = w, a (T, T) mask letting a token see the
+        w - 1 before it: each block then carries information at most w - 1 tokens along, so the
+        loops a problem needs grow with its length (parity: about length / (w - 1))."""
+        if not self.cfg.window:
+            return None
+        at = torch.arange(T, device=device)
+        return (at[None, :] <= at[:, None]) & (at[None, :] > at[:, None] - self.cfg.window)
+
+    def update(self, z, rot, main, experts):
+        """LOOP LOGIC: each row goes to the lobe its main gate prefers; that lobe's top expert
+        acts."""
+        mask = self.mask(z.size(1), z.device)
+        to_right = main[:, 1] > main[:, 0]
+        weight = torch.where(to_right, main[:, 1], main[:, 0]) / (main[:, 0] + main[:, 1])
+        rows = torch.arange(z.size(0), device=z.device)
+        return (z + self.left.delta(z, rot, mask, rows[~to_right], experts[0], weight)
+                + self.right.delta(z, rot, mask, rows[to_right], experts[1], weight))
+
+    def encode(self, idx):
+        # every row's positions are 0 .. T - 1: one (1, 1, T, D/2) table serves any subset of rows
+        x = self.wte(idx)
+        pos = torch.arange(idx.size(1), device=idx.device)[None]
+        rot = rope_table(pos, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)
+        for block in self.first:
+            x = block(x, rot, self.mask(idx.size(1), idx.device), None)
+        return x, rot
+
+    def decode(self, h, rot):
+        for block in self.last:
+            h = block(h, rot, self.mask(h.size(1), h.device), None)
+        return self.ln_f(h) @ self.wte.weight.T                     # (B, T, V)
+
+    # ---- training: every loop read out (PonderNet) -----------------------------
+    def forward(self, idx, at, n_loops):
+        """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
+        (N, B, T, V), stop probabilities after each loop (2, B, N) for E and G, and the
+        load-balancing loss of every gate averaged over loops."""
+        x0, rot = self.encode(idx)
+        h, logits, lams, balance = x0, [], [], 0.0
+        z, main, experts, _ = self.gates(h, x0, at)
+        for _ in range(n_loops):
+            h = self.update(z, rot, main, experts)
+            balance = balance + sum(load_balancing_loss(p) for p in (main[:, :2], *experts)) / 3
+            z, main, experts, lam = self.gates(h, x0, at)           # read the new state: stop now?
+            logits.append(self.decode(h, rot))
+            lams.append(torch.stack(lam))
+        return torch.stack(logits), torch.stack(lams, -1), balance / n_loops
+
+    # ---- evaluation: each row stops on its own --------------------------------
+    @torch.no_grad()
+    def think(self, idx, at):
+        """Loop until each row's stop probability passes threshold, or max_loops. The stop
+        probability after loop n is the halting distribution's mass on loops 1..n,
+        1 - prod_{j<=n} (1 - lam_j), with lam from the main gate (E) or the right lobe (G): the
+        row stops at the median of its learned halting loop. A halted row's state is frozen.
+        Returns logits (B, T, V), loops (B,) and a trace: per loop, each row's lobe (0 left,
+        1 right, -1 halted), expert and stop probability."""
+        x0, rot = self.encode(idx)
+        B = idx.size(0)
+        h = x0
+        loops = torch.zeros(B, dtype=torch.long, device=idx.device)
+        survive = torch.ones(B, device=idx.device)
+        halted = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        z, main, experts, _ = self.gates(h, x0, at)
+        trace = []
+        for _ in range(self.max_loops):
+            lobe = (main[:, 1] > main[:, 0]).long()
+            expert = torch.where(lobe == 1, experts[1].argmax(-1), experts[0].argmax(-1))
+            h = torch.where(halted[:, None, None], h, self.update(z, rot, main, experts))
+            loops += (~halted).long()
+            z, main, experts, lam = self.gates(h, x0, at)
+            survive = torch.where(halted, survive,
+                                  survive * (1 - (lam[0] if self.kind == "E" else lam[1])))
+            stop = 1 - survive                                      # P(halted by this loop)
+            trace.append((torch.where(halted, -1, lobe), expert, stop))
+            halted |= stop > self.threshold                         # LOOP LOGIC: the row halts
+            if halted.all():
+                break
+        return self.decode(h, rot), loops, trace
+
+    @torch.no_grad()
+    def generate(self, prompts, max_new_tokens):
+        """Continue each prompt (token lists) to <|eos|>: every token recomputes the whole batch.
+        Returns the new tokens per row, loops (B,) and the trace of the first token's loops."""
+        seqs, at = [list(p) for p in prompts], torch.tensor([len(p) - 1 for p in prompts])
+        new, done = [[] for _ in prompts], [False] * len(prompts)
+        for t in range(max_new_tokens):
+            idx, lengths = pad_right(seqs, self.wte.weight.device)
+            logits, loops_t, trace_t = self.think(idx, at.to(idx.device))
+            last = logits[torch.arange(len(seqs)), lengths - 1].float()  # (B, V)
+            nxt = last.argmax(-1)
+            if self.temperature > 0:
+                nxt = torch.multinomial(F.softmax(last / self.temperature, -1), 1).squeeze(1)
+            if t == 0:
+                loops, trace = loops_t, trace_t
+            for i, token in enumerate(nxt.tolist()):
+                if not done[i]:
+                    seqs[i].append(token), new[i].append(token)
+                    done[i] = token == EOS
+            if all(done):
+                break
+        return new, loops, trace
+
+    def answer(self, prompts, max_new_tokens=16):
+        """Plain-text prompts -> an idl.Dialogue with one attempt per row. loops = the row's
+        halting loops; forward_passes = per generated token, one per loop plus one for the
+        first and last blocks (no cache: each token is a full pass); scores = stop probabilities."""
+        d = Dialogue(list(prompts))
+        rows, loops, trace = self.generate([prompt_ids(p) for p in prompts], max_new_tokens)
+        for i, row in enumerate(rows):
+            n = int(loops[i])
+            d.attempts[i], d.tokens[i] = [decode_answer(row)], [row]
+            d.final[i], d.loops[i] = d.attempts[i][0], n
+            d.scores[i] = [float(s[i]) for _, _, s in trace[:n]]
+            d.stop[i] = "halted" if d.scores[i][-1] > self.threshold else "limit"
+            d.forward_passes[i] = len(row) * (n + 1)
+        return d
+
+    def route(self, prompt):
+        """One prompt's loops as (lobe 'left'/'right', expert, stop probability) for play.py."""
+        _, loops, trace = self.generate([prompt_ids(prompt)], 1)
+        return [("right" if lobe[0] else "left", int(e[0]), float(s[0]))
+                for lobe, e, s in trace[:int(loops[0])]]
+
+
+def equal_depth_config(wide_cfg: WideConfig) -> LobeConfig:
+    """The fixed-depth GPT (system A=) a wide SLN is compared with: as many blocks, so equal
+    parameters up to the gates (a few hundred): num_params of each says how far apart."""
+    return wide_cfg.block_config()
+
+
+def load_wide(path, kind, device="cpu", threshold=0.5, temperature=0.0, max_loops=None,
+              idl_limit=None):
+    """System E or G from a train_wide.py checkpoint. idl_limit counts the dialogue turns of B-F
+    and is not used here: the wide SLN's own limit is max_loops (default: the one saved with
+    it)."""
+    ckpt = load_checkpoint(path, device)
+    if "wide" not in ckpt:
+        raise UsageError(f"{path} holds no wide SLN: train one with python train_wide.py")
+    wide_cfg = WideConfig(**ckpt["wide_config"])
+    model = WideSLN(wide_cfg, kind, threshold, temperature, max_loops).to(device)
+    load_state(model, ckpt["wide"], path)
+    return model.eval()
+
+
+def save_wide(path, model, **extra):
+    """A wide SLN in its own checkpoint kind: the network under "wide", its WideConfig beside
+    it."""
+    save_checkpoint(path, wide=model.state_dict(), wide_config=dataclasses.asdict(model.cfg),
+                    **extra)
