@@ -56,20 +56,22 @@ class LobeConfig:
 
 # -----------------------------------------------------------------------------
 def rope_table(pos, head_dim, base):
-    """cos and sin of RoPE's angles pos * base^(-2i/D) for positions pos (B, T): (B, 1, T, D/2)
-    each, fp32. Computed once per forward pass and shared by every layer's queries and keys."""
+    """RoPE's rotation by the angles pos * base^(-2i/D) for positions pos (B, T), as two fp32
+    tables (B, T, 1, 1, D): cos twice and (-sin, sin), so that rope() is two products and a sum.
+    Computed once per forward pass and shared by every layer's queries and keys."""
     d = head_dim // 2
     freq = base ** (-torch.arange(d, device=pos.device, dtype=torch.float32) / d)
-    ang = pos[:, None, :, None].float() * freq                # (B, 1, T, d)
-    return ang.cos(), ang.sin()
+    ang = pos[:, :, None, None, None].float() * freq          # (B, T, 1, 1, d)
+    cos, sin = ang.cos(), ang.sin()
+    return torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
 
 
 def rope(x, table):
-    """Rotate channel pairs of x (B, H, T, D) by the angles of rope_table (cos, sin)."""
-    d = x.size(-1) // 2
+    """Rotate the channel pairs (i, i + D/2) of x (B, T, ..., D) by the angles of rope_table:
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
     cos, sin = (t.to(x.dtype) for t in table)
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    d = x.size(-1) // 2
+    return x * cos + torch.cat([x[..., d:], x[..., :d]], -1) * sin
 
 
 class KVCache:
@@ -116,8 +118,9 @@ class Attention(nn.Module):
 
     def forward(self, x, rot, mask, cache):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, rot), rope(k, rot)                                          # (B, H, T, D)
+        qk, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).split([2, 1], dim=2)
+        q, k = rope(qk, rot).permute(2, 0, 3, 1, 4)               # queries and keys at once
+        v = v.squeeze(2).transpose(1, 2)                          # (B, H, T, D) each
         if cache is not None:
             k, v = cache.update(self.layer, k, v)                                    # (B, H, S, D)
         drop = self.cfg.dropout if self.training else 0.0
@@ -133,7 +136,8 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.attn = Attention(cfg, layer)
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd),
+                                 nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity())
 
     def forward(self, x, rot, mask, cache):
         """rot: rope_table of the positions; mask: None (causal) or (B, 1, T, S)."""
@@ -235,19 +239,21 @@ class Lobe(nn.Module):
         pos = (key_valid.long().cumsum(1) - 1).clamp(min=0)
         temp = torch.as_tensor(temperature, dtype=torch.float32, device=dev).expand(B)
         greedy = temp == 0
+        samples = not greedy.all()    # draw random numbers only if a row samples (exact resume)
+        scale = torch.where(greedy, 1.0, temp)[:, None]                   # greedy rows: T = 1
         cache = KVCache(self.cfg, B, Tp + max_new_tokens, dev, self.wte.weight.dtype, key_valid)
         logits, _ = self(idx, pos=pos, cache=cache)
         tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=dev)
         logps = torch.zeros(B, max_new_tokens, device=dev)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         for t in range(max_new_tokens):
-            logit = logits[:, -1].float() / torch.where(greedy, 1.0, temp)[:, None]  # (B, V)
+            logit = logits[:, -1].float() / scale                              # (B, V)
             logp = F.log_softmax(logit, dim=-1)
             if top_k is not None:
                 kth = logit.topk(top_k, dim=-1).values[:, -1:]
                 logit = logit.masked_fill(logit < kth, -math.inf)
             nxt = logp.argmax(-1)
-            if not greedy.all():  # draw random numbers only when some row samples (exact resume)
+            if samples:
                 drawn = torch.multinomial(F.softmax(logit, dim=-1), 1).squeeze(1)
                 nxt = torch.where(greedy, nxt, drawn)
             nxt = torch.where(done, PAD, nxt)

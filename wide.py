@@ -22,9 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import UsageError, load_checkpoint, load_state, save_checkpoint
-from data.tokenizer import EOS, decode_answer, vocab_size
+from data.tokenizer import EOS, PAD, decode_answer, vocab_size
 from idl import Dialogue
-from lobes import Block, Lobe, LobeConfig, pad_right, prompt_ids, rope_table
+from lobes import Block, KVCache, Lobe, LobeConfig, attention_mask, prompt_ids, rope_table
 from losses import load_balancing_loss
 
 
@@ -65,15 +65,48 @@ class ExpertLobe(nn.Module):
         self.gate = nn.Linear(bcfg.n_embd, n_expert + int(score))
         self.experts = nn.ModuleList(Block(bcfg, 0) for _ in range(n_expert))
 
-    def delta(self, z, rot, mask, rows, probs, weight):
-        """The experts' update of the state z (B, T, C) for the rows listed in `rows`."""
+    def delta(self, z, rows, probs, weight, run):
+        """The experts' update of the state z (B, T, C) for the rows listed in `rows`; run(block,
+        x, rows) runs one block on those rows (Pass.run, with its slot of the KV cache)."""
         out, top = torch.zeros_like(z), probs.argmax(-1)
         for e, expert in enumerate(self.experts):
             idx = rows[top[rows] == e]
             if len(idx):
                 w = (weight[idx] * probs[idx, e])[:, None, None]
-                out = out.index_add(0, idx, w * (expert(z[idx], rot, mask, None) - z[idx]))
+                out = out.index_add(0, idx, w * (run(expert, z[idx], idx) - z[idx]))
         return out
+
+
+class Slot:
+    """One block's keys and values in a KVCache, for a subset of its rows: what a block's
+    attention stores and reads when it runs on those rows only (an expert runs on the rows
+    routed to it)."""
+
+    def __init__(self, cache, slot, rows):
+        self.cache, self.slot, self.rows = cache, slot, rows
+
+    def update(self, _layer, k, v):
+        c, t = self.cache, k.size(2)
+        c.k[self.slot, self.rows, :, c.len:c.len + t] = k
+        c.v[self.slot, self.rows, :, c.len:c.len + t] = v
+        return c.k[self.slot, self.rows, :, :c.len + t], c.v[self.slot, self.rows, :, :c.len + t]
+
+
+@dataclass
+class Pass:
+    """How one forward pass runs its blocks: the RoPE table and attention mask of its tokens and,
+    when generating, the KV cache with one slot per block a token passes through (the first
+    blocks, the expert of each loop, the last blocks). Without a cache the table and the mask
+    are the same for every row; with one they are per row (left-padded prompts)."""
+    rot: tuple
+    mask: object
+    cache: object = None
+
+    def run(self, block, x, rows, slot):
+        if self.cache is None:
+            return block(x, self.rot, self.mask, None)
+        rot = tuple(t[rows] for t in self.rot)
+        return block(x, rot, self.mask[rows], Slot(self.cache, slot, rows))
 
 
 class WideSLN(nn.Module):
@@ -82,12 +115,13 @@ class WideSLN(nn.Module):
     the chosen lobe's expert updates the whole row; the input is re-injected; repeat. Then the
     last blocks and the tied LM head. One network, two systems: E's probability of stopping after
     a loop is the main gate's "output", G's is the right lobe's score (sigmoid); a row halts once
-    the probability that it has stopped passes `threshold` (see think). Training (train_sft
-    --arch=wide) fits both with PonderNet's loss (losses.halting_loss) on the same loops.
+    the probability that it has stopped passes `threshold` (see think). Training (train_wide.py)
+    fits both with PonderNet's loss (losses.halting_loss) on the same loops.
 
     Routing and halting are per row and read at the last prompt token, which causal attention
     keeps independent of the answer: every answer token of a row gets the same loops and experts,
-    so generation recomputes the whole sequence per token (no KV cache), batched."""
+    so generation thinks once over the prompt and then runs each new token through those loops
+    with a KV cache (generate), batched."""
 
     def __init__(self, cfg: WideConfig, kind="E", threshold=0.5, temperature=0.0, max_loops=None):
         super().__init__()
@@ -137,28 +171,48 @@ class WideSLN(nn.Module):
         at = torch.arange(T, device=device)
         return (at[None, :] <= at[:, None]) & (at[None, :] > at[:, None] - self.cfg.window)
 
-    def update(self, z, rot, main, experts):
+    def cached_mask(self, valid, start, T):
+        """The mask of T new tokens after start cached ones, (B, 1, T, S): lobes.attention_mask
+        over the valid keys, and the window as in mask()."""
+        m = attention_mask(valid, start, T)
+        if self.cfg.window:
+            q_at = torch.arange(start, start + T, device=valid.device)[:, None]
+            m = m & (torch.arange(start + T, device=valid.device) > q_at - self.cfg.window)
+        return m
+
+    def slots(self):
+        """Blocks a token passes through, one KV-cache slot each: first, one per loop, last."""
+        return self.cfg.n_first + self.max_loops + self.cfg.n_last
+
+    def update(self, z, main, experts, p, loop=0):
         """LOOP LOGIC: each row goes to the lobe its main gate prefers; that lobe's top expert
         acts."""
-        mask = self.mask(z.size(1), z.device)
         to_right = main[:, 1] > main[:, 0]
         weight = torch.where(to_right, main[:, 1], main[:, 0]) / (main[:, 0] + main[:, 1])
         rows = torch.arange(z.size(0), device=z.device)
-        return (z + self.left.delta(z, rot, mask, rows[~to_right], experts[0], weight)
-                + self.right.delta(z, rot, mask, rows[to_right], experts[1], weight))
 
-    def encode(self, idx):
-        # every row's positions are 0 .. T - 1: one (1, 1, T, D/2) table serves any subset of rows
-        x = self.wte(idx)
+        def run(block, x, idx):
+            return p.run(block, x, idx, self.cfg.n_first + loop)
+        return (z + self.left.delta(z, rows[~to_right], experts[0], weight, run)
+                + self.right.delta(z, rows[to_right], experts[1], weight, run))
+
+    def plain_pass(self, idx):
+        """A Pass without a cache: positions 0 .. T - 1 in every row (right-padded), so one
+        (1, T, 1, 1, D) RoPE table serves any set of rows."""
         pos = torch.arange(idx.size(1), device=idx.device)[None]
         rot = rope_table(pos, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)
-        for block in self.first:
-            x = block(x, rot, self.mask(idx.size(1), idx.device), None)
-        return x, rot
+        return Pass(rot, self.mask(idx.size(1), idx.device))
 
-    def decode(self, h, rot):
-        for block in self.last:
-            h = block(h, rot, self.mask(h.size(1), h.device), None)
+    def encode(self, idx, p):
+        x, rows = self.wte(idx), torch.arange(idx.size(0), device=idx.device)
+        for i, block in enumerate(self.first):
+            x = p.run(block, x, rows, i)
+        return x
+
+    def decode(self, h, p):
+        rows = torch.arange(h.size(0), device=h.device)
+        for i, block in enumerate(self.last):
+            h = p.run(block, h, rows, self.cfg.n_first + self.max_loops + i)
         return self.ln_f(h) @ self.wte.weight.T                     # (B, T, V)
 
     # ---- training: every loop read out (PonderNet) -----------------------------
@@ -166,38 +220,42 @@ class WideSLN(nn.Module):
         """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
         (N, B, T, V), stop probabilities after each loop (2, B, N) for E and G, and the
         load-balancing loss of every gate averaged over loops."""
-        x0, rot = self.encode(idx)
+        p = self.plain_pass(idx)
+        x0 = self.encode(idx, p)
         h, logits, lams, balance = x0, [], [], 0.0
         z, main, experts, _ = self.gates(h, x0, at)
         for _ in range(n_loops):
-            h = self.update(z, rot, main, experts)
-            balance = balance + sum(load_balancing_loss(p) for p in (main[:, :2], *experts)) / 3
+            h = self.update(z, main, experts, p)
+            balance = balance + sum(load_balancing_loss(q) for q in (main[:, :2], *experts)) / 3
             z, main, experts, lam = self.gates(h, x0, at)           # read the new state: stop now?
-            logits.append(self.decode(h, rot))
+            logits.append(self.decode(h, p))
             lams.append(torch.stack(lam))
         return torch.stack(logits), torch.stack(lams, -1), balance / n_loops
 
     # ---- evaluation: each row stops on its own --------------------------------
     @torch.no_grad()
-    def think(self, idx, at):
+    def think(self, idx, at, p=None):
         """Loop until each row's stop probability passes threshold, or max_loops. The stop
         probability after loop n is the halting distribution's mass on loops 1..n,
         1 - prod_{j<=n} (1 - lam_j), with lam from the main gate (E) or the right lobe (G): the
         row stops at the median of its learned halting loop. A halted row's state is frozen.
-        Returns logits (B, T, V), loops (B,) and a trace: per loop, each row's lobe (0 left,
-        1 right, -1 halted), expert and stop probability."""
-        x0, rot = self.encode(idx)
+        Returns logits (B, T, V), loops (B,), a trace (per loop, each row's lobe (0 left, 1
+        right, -1 halted), expert and stop probability) and the routes (per loop, the gates
+        that routed it), which let a cached step replay the same loops for a new token."""
+        p = p or self.plain_pass(idx)
+        x0 = self.encode(idx, p)
         B = idx.size(0)
         h = x0
         loops = torch.zeros(B, dtype=torch.long, device=idx.device)
         survive = torch.ones(B, device=idx.device)
         halted = torch.zeros(B, dtype=torch.bool, device=idx.device)
         z, main, experts, _ = self.gates(h, x0, at)
-        trace = []
-        for _ in range(self.max_loops):
+        trace, routes = [], []
+        for n in range(self.max_loops):
             lobe = (main[:, 1] > main[:, 0]).long()
             expert = torch.where(lobe == 1, experts[1].argmax(-1), experts[0].argmax(-1))
-            h = torch.where(halted[:, None, None], h, self.update(z, rot, main, experts))
+            routes.append((main, experts))
+            h = torch.where(halted[:, None, None], h, self.update(z, main, experts, p, n))
             loops += (~halted).long()
             z, main, experts, lam = self.gates(h, x0, at)
             survive = torch.where(halted, survive,
@@ -207,35 +265,62 @@ class WideSLN(nn.Module):
             halted |= stop > self.threshold                         # LOOP LOGIC: the row halts
             if halted.all():
                 break
-        return self.decode(h, rot), loops, trace
+        return self.decode(h, p), loops, trace, routes
+
+    @torch.no_grad()
+    def step(self, idx, loops, routes, p):
+        """New tokens idx (B, T) through the loops each row's prompt chose (routes and loops from
+        think): the gates are read at the last prompt token, so every answer token of a row runs
+        the same loops and experts, and each loop's keys and values sit in that loop's slot."""
+        x0 = self.encode(idx, p)
+        h = x0
+        for n, (main, experts) in enumerate(routes):
+            z = self.ln_loop(h) + x0                                # LOOP LOGIC: input re-injected
+            h = torch.where((loops <= n)[:, None, None], h, self.update(z, main, experts, p, n))
+        return self.decode(h, p)
 
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens):
-        """Continue each prompt (token lists) to <|eos|>: every token recomputes the whole batch.
-        Returns the new tokens per row, loops (B,) and the trace of the first token's loops."""
-        seqs, at = [list(p) for p in prompts], torch.tensor([len(p) - 1 for p in prompts])
-        new, done = [[] for _ in prompts], [False] * len(prompts)
+        """Continue each prompt (token lists, left-padded here) to <|eos|> with a KV cache: the
+        prompt thinks once (think), then each new token replays its row's loops (step).
+        Returns the new tokens per row, loops (B,) and the trace of the prompt's loops."""
+        dev, B = self.wte.weight.device, len(prompts)
+        Tp = max(len(q) for q in prompts)
+        idx = torch.full((B, Tp), PAD, dtype=torch.long, device=dev)
+        valid = torch.zeros(B, Tp, dtype=torch.bool, device=dev)
+        for i, q in enumerate(prompts):
+            idx[i, Tp - len(q):], valid[i, Tp - len(q):] = torch.tensor(q, device=dev), True
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        head_dim = self.cfg.n_embd // self.cfg.n_head
+        bcfg = dataclasses.replace(self.cfg.block_config(), n_layer=self.slots())
+        cache = KVCache(bcfg, B, Tp + max_new_tokens, dev, self.wte.weight.dtype, valid)
+        p = Pass(rope_table(pos, head_dim, self.cfg.rope_base), self.cached_mask(valid, 0, Tp),
+                 cache)
+        at = torch.full((B,), Tp - 1, device=dev)
+        logits, loops, trace, routes = self.think(idx, at, p)
+        new, done = [[] for _ in prompts], [False] * B
         for t in range(max_new_tokens):
-            idx, lengths = pad_right(seqs, self.wte.weight.device)
-            logits, loops_t, trace_t = self.think(idx, at.to(idx.device))
-            last = logits[torch.arange(len(seqs)), lengths - 1].float()  # (B, V)
+            cache.len = Tp + t
+            last = logits[:, -1].float()                            # (B, V)
             nxt = last.argmax(-1)
             if self.temperature > 0:
                 nxt = torch.multinomial(F.softmax(last / self.temperature, -1), 1).squeeze(1)
-            if t == 0:
-                loops, trace = loops_t, trace_t
             for i, token in enumerate(nxt.tolist()):
                 if not done[i]:
-                    seqs[i].append(token), new[i].append(token)
+                    new[i].append(token)
                     done[i] = token == EOS
             if all(done):
                 break
+            pos = pos[:, -1:] + 1
+            p = Pass(rope_table(pos, head_dim, self.cfg.rope_base),
+                     self.cached_mask(cache.valid, cache.len, 1), cache)
+            logits = self.step(nxt[:, None], loops, routes, p)
         return new, loops, trace
 
     def answer(self, prompts, max_new_tokens=16):
         """Plain-text prompts -> an idl.Dialogue with one attempt per row. loops = the row's
         halting loops; forward_passes = per generated token, one per loop plus one for the
-        first and last blocks (no cache: each token is a full pass); scores = stop probabilities."""
+        first and last blocks; scores = stop probabilities."""
         d = Dialogue(list(prompts))
         rows, loops, trace = self.generate([prompt_ids(p) for p in prompts], max_new_tokens)
         for i, row in enumerate(rows):

@@ -95,6 +95,42 @@ def test_batched_answers_equal_one_prompt_at_a_time():
         assert d.forward_passes == [len(t[0]) * (n + 1) for t, n in zip(d.tokens, d.loops)]
 
 
+def recomputed(model, prompts, max_new_tokens):
+    """Greedy generation the slow way, the reference of the KV cache: the whole right-padded
+    sequence thinks again for every new token."""
+    from data.tokenizer import EOS
+    from lobes import pad_right
+    seqs, at = [list(p) for p in prompts], torch.tensor([len(p) - 1 for p in prompts])
+    new, done = [[] for _ in prompts], [False] * len(prompts)
+    for t in range(max_new_tokens):
+        idx, lengths = pad_right(seqs, "cpu")
+        logits, loops_t, _, _ = model.think(idx, at)
+        loops = loops_t if t == 0 else loops
+        for i, token in enumerate(logits[torch.arange(len(seqs)), lengths - 1].argmax(-1).tolist()):
+            if not done[i]:
+                seqs[i].append(token), new[i].append(token)
+                done[i] = token == EOS
+        if all(done):
+            break
+    return new, loops
+
+
+@pytest.mark.parametrize("window,seed,kind", [(0, 1, "G"), (0, 3, "G"), (3, 0, "E"), (3, 3, "G")])
+def test_cached_generation_equals_recomputing_every_token(window, seed, kind):
+    from lobes import prompt_ids
+    torch.manual_seed(seed)
+    model = WideSLN(replace(CFG, window=window), kind).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.3)
+    prompts = [prompt_ids(p) for p in PROMPTS]
+    new, loops, _ = model.generate(prompts, 10)
+    want_new, want_loops = recomputed(model, prompts, 10)
+    assert new == want_new and torch.equal(loops, want_loops)
+    assert len(set(loops.tolist())) > 1                 # rows that halt at different loops
+
+
 def test_e_and_g_halt_on_different_gates():
     e, g = wide(2, "E", threshold=0.3), wide(2, "G", threshold=0.3)
     with torch.no_grad():                               # E halts at once, G's score never fires
