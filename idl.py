@@ -76,6 +76,13 @@ def speak(lobe, contexts, max_new_tokens, temperature):
 def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.0,
                 max_new_tokens=16):
     """Algorithm 2 lines 4-19, batched: the left lobe answers until the right lobe is satisfied.
+
+    Each loop the rows still active speak once (temperature: a float, or a list with one per
+    loop), the right lobe scores prompt + answer, and a row whose probability reaches threshold
+    stops with that answer ("accepted"); the others read prompt + their last attempt + its
+    valence token (eq 6: the last attempt only) and try again. A row still active after
+    idl_limit loops answers its best-scored attempt ("limit"). forward_passes counts, per row,
+    every generated token plus one prefill per attempt and one scoring pass.
     threshold=None never accepts: every row runs all idl_limit loops (SPIN's self-play)."""
     d = Dialogue(list(prompts))
     feedback = [[] for _ in prompts]
