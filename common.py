@@ -1,7 +1,8 @@
 """
 Plumbing every script shares, written once: typed `--key=value` config, device and dtype, seeding,
-atomic checkpoints with RNG state, metrics (tqdm + out_dir/metrics.jsonl, wandb when asked) and
-the one-line error for bad input. Nothing here is an idea from the paper.
+atomic checkpoints with RNG state, metrics (tqdm + out_dir/metrics.jsonl, wandb when asked), the
+one-line error for bad input, and torch.distributed for torchrun. Nothing here is an idea from
+the paper.
 
 A script declares a @dataclass Config(Checked) with a comment per field (its type may carry a
 rule: PosInt, PosFloat, Prob, Decay) and ends with
@@ -22,11 +23,13 @@ import os
 import random
 import re
 import sys
-from contextlib import nullcontext
+import zlib
+from contextlib import contextmanager, nullcontext
 from typing import Annotated, get_type_hints
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 
@@ -140,14 +143,16 @@ def check_config(cfg):
 
 
 def run(main, cls, gpu_preset=None, argv=None):
-    """The entry point of every script: parse, print the config, run, and turn UsageError into
-    exit 2."""
+    """The entry point of every script: parse, print the config, run (under torchrun: inside the
+    process group, see distributed), and turn UsageError into exit 2."""
     try:
         cfg = parse_config(cls, sys.argv[1:] if argv is None else argv, gpu_preset)
-        print("config:", json.dumps(dataclasses.asdict(cfg)))
-        return main(cfg)
+        with distributed(cfg):                         # under torchrun: join the process group
+            print("config:", json.dumps(dataclasses.asdict(cfg)))
+            return main(cfg)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # under torchrun: once per machine
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -227,9 +232,11 @@ def lr_at(step, max_iters, lr, warmup=50, decay=True):
 
 
 def optimize(model, optimizer, loss, grad_clip=0.0):
-    """One update: zero the gradients, backpropagate loss, clip the norm (if > 0), step."""
+    """One update: zero the gradients, backpropagate loss, average the gradients over the ranks
+    (under torchrun), clip the norm (if > 0), step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(model)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -243,11 +250,15 @@ def set_lr(optimizer, lr):
 # -----------------------------------------------------------------------------
 # checkpoints
 def save_checkpoint(path, **state):
-    """torch.save to path + '.tmp', then os.replace: a crash mid-write never leaves a torn file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    state["rng"] = rng_state()
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    """torch.save to path + '.tmp', then os.replace: a crash mid-write never leaves a torn file.
+    Under torchrun rank 0 alone writes, and every rank waits until it has: a rank may read the
+    file next (a warm start trained on the spot)."""
+    if rank() == 0:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        state["rng"] = rng_state()
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    barrier()
 
 
 def save_lobes(path, left, right, opt_left=None, opt_right=None, cfg=None, **extra):
@@ -314,15 +325,18 @@ def markdown_table(rows, cols):
 
 class Logger:
     """A tqdm bar with the key losses as postfix, every metric appended to out_dir/metrics.jsonl,
-    and wandb when a project name is given (imported only then)."""
+    and wandb when a project name is given (imported only then). Under torchrun only rank 0
+    does any of it: the other ranks' Logger shows, writes and prints nothing."""
 
     def __init__(self, out_dir, start, total, desc, wandb_project="", config=None):
-        os.makedirs(out_dir, exist_ok=True)
+        self.main = rank() == 0
+        if self.main:
+            os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "metrics.jsonl")
         self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False,
-                        disable=None)  # off without a TTY
+                        disable=None if self.main else True)  # off without a TTY, or rank > 0
         self.wandb = None
-        if wandb_project:
+        if wandb_project and self.main:
             try:
                 import wandb
             except ImportError:
@@ -331,6 +345,8 @@ class Logger:
             self.wandb = wandb.init(project=wandb_project, config=config)
 
     def log(self, step, **metrics):
+        if not self.main:
+            return
         metrics = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
@@ -342,7 +358,8 @@ class Logger:
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
 
     def print(self, text):
-        self.bar.write(text)
+        if self.main:
+            self.bar.write(text)
 
     def report(self, step, row, rows, digits=3):
         """One evaluation: appended to rows (the run's table), logged and printed as a line."""
@@ -359,3 +376,139 @@ class Logger:
         self.bar.close()
         if self.wandb:
             self.wandb.finish()
+
+
+# -----------------------------------------------------------------------------
+# torch.distributed: `torchrun --nproc_per_node=N script.py` starts N copies of a script (ranks)
+# with RANK, LOCAL_RANK and WORLD_SIZE in their environment. Each rank takes its share of every
+# batch (shard), the gradients are averaged over the ranks (optimize), and rank 0 alone logs and
+# checkpoints. Without torchrun every function here gives back its input or does nothing, so a
+# plain `python script.py` runs exactly as it would without this section.
+def rank():
+    """This process's rank, 0 .. world_size() - 1; 0 without torchrun."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size():
+    """The number of ranks; 1 without torchrun."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@contextmanager
+def distributed(cfg):
+    """Under torchrun (WORLD_SIZE is set): check that cfg.batch_size divides among the ranks,
+    join the process group (nccl on CUDA, one GPU per rank; gloo on CPU), send the stdout of
+    every rank but 0 to /dev/null (errors still reach stderr), and leave the group at the end.
+    Without torchrun: nothing."""
+    if "WORLD_SIZE" not in os.environ:
+        yield
+        return
+    n = int(os.environ["WORLD_SIZE"])
+    if getattr(cfg, "batch_size", n) % n:
+        raise UsageError(f"--batch_size={cfg.batch_size} does not divide among {n} ranks "
+                         f"(each takes an equal share): use a multiple of {n}")
+    cuda = get_device(getattr(cfg, "device", "cpu")).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    stdout = sys.stdout
+    if rank():
+        sys.stdout = open(os.devnull, "w")
+    try:
+        yield
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
+        dist.destroy_process_group()
+
+
+def barrier():
+    """Wait until every rank is here."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def shard(items):
+    """This rank's share of a batch (a list or a tensor): a contiguous slice, in rank order, so
+    that gather(shard(x)) is x."""
+    r, n = rank(), world_size()
+    return items if n == 1 else items[r * len(items) // n:(r + 1) * len(items) // n]
+
+
+def gather(items):
+    """Every rank's list, joined in rank order: the inverse of shard."""
+    if world_size() == 1:
+        return items
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
+def _comm_device():
+    """Where a collective runs: the rank's GPU under nccl, else the CPU (gloo)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def total(x):
+    """x (a tensor or a number) summed over the ranks, with no gradient; x itself in one
+    process."""
+    if world_size() == 1:
+        return x
+    t = torch.as_tensor(x, dtype=None if torch.is_tensor(x) else torch.float64)
+    s = t.detach().to(_comm_device(), copy=True)
+    dist.all_reduce(s)
+    return s.to(t.device) if torch.is_tensor(x) else s.item()
+
+
+def averaged(x):
+    """x's mean over the ranks: a tensor, or a list of numbers (a statistic of each rank's share
+    becomes the whole batch's); x itself in one process."""
+    n = world_size()
+    if n == 1:
+        return x
+    if torch.is_tensor(x):
+        return total(x) / n
+    return [v / n for v in total(torch.tensor(x, dtype=torch.float64)).tolist()]
+
+
+def share(mean, n):
+    """A loss that is a mean over this rank's n items (answer tokens, weights), scaled to this
+    rank's part of the mean over every rank's items: mean * n * world_size / N, N = total(n).
+    average_gradients then gives exactly the gradient of the mean over the whole batch; a mean
+    per rank would not, where the ranks hold different numbers of items. One process: mean."""
+    if world_size() == 1:
+        return mean
+    return mean * (n * world_size() / total(n))
+
+
+def average_gradients(model):
+    """Under torchrun: every gradient of model becomes its mean over the ranks, in one
+    all-reduce, as DistributedDataParallel would leave it. By hand rather than DDP because a
+    lobe's loss also reaches it through score() and other methods than forward(), which DDP does
+    not watch, and a step may backpropagate several losses (PPO's epochs, self-play). A gradient
+    that exists on any rank exists on all after it, as it would for the whole batch in one
+    process. One process: nothing."""
+    n = world_size()
+    if n == 1:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    had = torch.tensor([float(p.grad is not None) for p in params], device=grads[0].device)
+    flat = total(torch.cat([g.reshape(-1) for g in grads] + [had]))
+    sizes = [p.numel() for p in params]
+    for p, g, h in zip(params, flat[:-len(params)].split(sizes), flat[-len(params):].tolist()):
+        if h > 0:
+            p.grad = (g / n).view_as(p).to(p.device)
+
+
+def seed_ranks(key):
+    """Under torchrun: seed torch's generator from key and the rank, before the ranks sample
+    their own shares of a rollout. The ranks then draw different samples, and a resumed run
+    draws exactly the ones the uninterrupted run did: each rank's generator follows from where
+    the run is, not from a state that only rank 0 saved. One process: nothing; its one stream
+    flows on as it always has."""
+    if world_size() > 1:
+        torch.manual_seed(zlib.crc32(f"{key}/rank {rank()}".encode()))

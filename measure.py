@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import torch
 
+from common import shard, total
 from lobes import answer_ids
 from sln import System
 
@@ -45,7 +46,10 @@ def evaluate_pair(left, right, task, test, ood, idl_limit, threshold, max_new_to
 @torch.no_grad()
 def evaluate_system(system, task, pairs, max_new_tokens=16, batch=512):
     """Exact match of a system on (prompt, answer) pairs, with its mean loops, forward passes and
-    generated tokens per answer (every attempt counted)."""
+    generated tokens per answer (every attempt counted). Under torchrun each rank answers its
+    share of pairs (common.shard) and the counts are summed over the ranks."""
+    n = max(1, len(pairs))
+    pairs = shard(pairs)
     hits, loops, passes, tokens = [], [], [], []
     for i in range(0, len(pairs), batch):
         chunk = pairs[i:i + batch]
@@ -54,9 +58,9 @@ def evaluate_system(system, task, pairs, max_new_tokens=16, batch=512):
         loops += d.loops
         passes += d.forward_passes
         tokens += [sum(map(len, rows)) for rows in d.tokens]
-    n = max(1, len(pairs))
-    return {"acc": sum(hits) / n, "loops": sum(loops) / n, "passes": sum(passes) / n,
-            "tokens": sum(tokens) / n}
+    sums = total(torch.tensor([sum(hits), sum(loops), sum(passes), sum(tokens)],
+                              dtype=torch.float64)).tolist()
+    return dict(zip(("acc", "loops", "passes", "tokens"), (s / n for s in sums)))
 
 
 class LengthRow(NamedTuple):

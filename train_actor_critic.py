@@ -23,6 +23,7 @@ is that checkpoint's left lobe. Whole games (tic-tac-toe, TD errors) are train_g
     $ python train_actor_critic.py --task=addition                    # from out/sft/ckpt.pt
     $ python train_actor_critic.py --task=addition --reward=critic    # the critic's D as reward
     $ python train_actor_critic.py --task=addition --init_from=resume # continue an interrupted run
+    $ torchrun --standalone --nproc_per_node=2 train_actor_critic.py  # rollouts split in 2
 """
 import dataclasses
 import os
@@ -34,9 +35,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
-                    get_device, load_task, make_optimizer, markdown_table, optimize, resume,
-                    run, save_lobes, seed_everything)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
+                    frozen, get_device, load_task, make_optimizer, markdown_table, optimize,
+                    resume, run, save_lobes, seed_everything, seed_ranks, shard, share)
 from idl import lateralized, speak
 from lobes import answer_ids, answer_scores, prompt_ids
 from losses import critic_loss, leave_one_out_baseline, pavlovian_weights, reward_transform
@@ -141,7 +142,8 @@ def critic_step(right, task, pairs, d, cfg):
     checker's verdict with --reward=checker). pavlov_lambda > 0 is §5.5: every prefix of y_true is
     a positive and the attempts of a row decay over IDL loops, both weighted by eq 9; 0 is plain
     eq 7 (whole y_true, every attempt weight 1). Positives and negatives weigh the same in total
-    (§5.5: the minibatch must represent both equally)."""
+    (§5.5: the minibatch must represent both equally). Under torchrun: this rank's part of the
+    whole minibatch's loss (common.share)."""
     lam = cfg.pavlov_lambda
     ctx, truths = [prompt_ids(p) for p, _ in pairs], [answer_ids(a) for _, a in pairs]
     scores, mask = answer_scores(right, ctx, truths)                   # every prefix's score (b, T)
@@ -150,7 +152,7 @@ def critic_step(right, task, pairs, d, cfg):
         last = F.one_hot(torch.tensor(len(y) - 1), len(y)).float()     # plain eq 7: whole y_true
         w[i, len(c):len(c) + len(y)] = pavlovian_weights(len(y), lam) if lam > 0 else last
     ones = torch.ones(int(mask.sum().item()), device=mask.device)
-    pos = critic_loss(scores[mask > 0], ones, w[mask > 0])
+    pos = share(critic_loss(scores[mask > 0], ones, w[mask > 0]), w.sum())
     tried = attempts_of(d)
     seqs = [prompt_ids(a.prompt) + answer_ids(a.answer) for a in tried]
     labels = torch.tensor([task.check(a.prompt, a.answer) if cfg.reward == "checker" else 0.0
@@ -158,6 +160,7 @@ def critic_step(right, task, pairs, d, cfg):
     loop_w = torch.tensor([float(pavlovian_weights(d.loops[a.row], lam)[a.loop] * d.loops[a.row])
                            if lam > 0 else 1.0 for a in tried])
     neg = critic_loss(right.score(seqs), labels.to(mask.device), loop_w.to(mask.device))
+    neg = share(neg, loop_w.sum())
     return (pos + neg) / 2
 
 
@@ -165,7 +168,8 @@ def self_play(left, right, ref, opt_left, task, prompts, cfg):
     """§5.4 steps 2(a)-(e): sample x_left ~ Actor(x), score it with the critic, and update the
     actor (eq 8) until the critic's mean probability reaches `satisfied`, at most self_play_max
     rounds. Returns the rounds that updated. Clipping (eq 8, grad_clip) and weight decay guard
-    the minibatch (§5.4's remedies 3 and 4)."""
+    the minibatch (§5.4's remedies 3 and 4). Under torchrun the critic's mean is the whole
+    minibatch's, so every rank stops at the same round."""
     ctx, rows = [prompt_ids(p) for p in prompts], list(range(len(prompts)))
     for rounds in range(cfg.self_play_max):
         with torch.no_grad():
@@ -173,7 +177,7 @@ def self_play(left, right, ref, opt_left, task, prompts, cfg):
             seqs = [c + answer_ids(a) for c, a in zip(ctx, answers)]
             p_right = torch.sigmoid(right.score(seqs)).cpu()
         left.train()
-        if p_right.mean() >= cfg.satisfied:                    # the critic is satisfied: stop
+        if averaged(p_right.mean()) >= cfg.satisfied:          # the critic is satisfied: stop
             return rounds
         adv = advantages(rewards_of(task, prompts, answers, p_right, cfg), rows, cfg.group)
         actor_update(left, opt_left, ref, make_rollout(left, ctx, actions, adv, cfg), cfg)
@@ -219,8 +223,11 @@ def main(cfg: Config):
     t0 = time.time() - 60 * rows[-1]["minutes"]
     for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")    # the minibatch, reproducible for exact resume
+        # under torchrun each rank rolls out its share of the prompts from its own seed, and the
+        # gradients are averaged (common.optimize): one process's estimate, at other samples
+        seed_ranks(f"{cfg.seed}/ac/{it}")
         with autocast(device):
-            pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]       # line 2
+            pairs = shard([task.sample(rng, "train") for _ in range(cfg.batch_size)])  # line 2
             prompts = [p for p, _ in pairs for _ in range(cfg.group)]      # `group` samples each
             left.eval(), right.eval()
             # LOOP LOGIC: Alg 2 lines 4-18, the IDL sampling at `temperature`; line 14's scores
@@ -238,6 +245,7 @@ def main(cfg: Config):
             rounds = self_play(left, right, ref, opt_left, task, prompts, cfg)
         stats = dict(stats, loss_right=loss_right.item(), reward=r.mean().item(), self_play=rounds,
                      critic_p=sum(s[-1] for s in d.scores) / len(d.scores))
+        stats = dict(zip(stats, averaged(list(stats.values()))))     # the whole minibatch's
         log.tick(left=stats["loss_left"], right=stats["loss_right"], reward=stats["reward"])
         log.log(it + 1, **stats)
         if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:

@@ -16,6 +16,7 @@ minutes on a laptop CPU:
     $ python train_sft.py --task=addition
     $ python train_sft.py --task=wordproblems --max_iters=3000
     $ python train_sft.py --init_from=resume        # continue an interrupted run
+    $ torchrun --standalone --nproc_per_node=2 train_sft.py    # 2 processes, the same result
 """
 import dataclasses
 import os
@@ -25,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast,
-                    get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize, resume,
-                    run, save_lobes, seed_everything, set_lr)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
+                    gather, get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize,
+                    resume, run, save_lobes, seed_everything, set_lr, shard, share, total)
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask, teacher_forced
 from losses import critic_loss, pavlovian_targets, sft_loss
@@ -82,15 +83,18 @@ def left_batch(task, pairs, attempts, valences, feedback_frac, rng):
 
 
 def lm_step(model, prompts, answers):
-    """Eq 1 on a batch of (prompt, answer) token lists: the mean CE over answer tokens."""
-    return sft_loss(*teacher_forced(model, prompts, answers))
+    """Eq 1 on a batch of (prompt, answer) token lists: the mean CE over answer tokens (under
+    torchrun: this rank's part of the mean over every rank's answer tokens, common.share)."""
+    logits, targets, mask = teacher_forced(model, prompts, answers)
+    return share(sft_loss(logits, targets, mask), mask.sum())
 
 
 def critic_step(right, task, pairs, attempts, lam, lm_weight):
     """Eq 7 + eq 9 on y_true and the attempts: every prefix of each answer is scored and labelled.
     Plus lm_weight * eq 1 on the y_true rows of the same forward pass: §5.1 trains both lobes to
     predict the next token first, and a right lobe that can add judges sums much sooner.
-    Returns the loss and the right lobe's probability that each whole attempt is right."""
+    Returns the loss and the right lobe's probability that each whole attempt is right. Under
+    torchrun the sums that balance and normalise the loss are the whole batch's (common.total)."""
     prompts = [prompt_ids(p) for p, _ in pairs] * 2
     answers = [answer_ids(a) for _, a in pairs] + [answer_ids(w) for w in attempts]
     correct = [1.0] * len(pairs) + [task.check(p, w) for (p, _), w in zip(pairs, attempts)]
@@ -101,12 +105,13 @@ def critic_step(right, task, pairs, attempts, lam, lm_weight):
     for i, (p, a) in enumerate(zip(prompts, answers)):
         lab, w = pavlovian_targets(a, answers[i % len(pairs)], correct[i], lam)
         labels[i, len(p):len(p) + len(a)], weights[i, len(p):len(p) + len(a)] = lab, w
-    pos = (labels * weights).sum()  # §5.5 line 435: positives and negatives weigh equally
-    weights = torch.where(labels > 0, weights * (weights.sum() - pos) / pos.clamp(min=1e-8),
+    pos = total((labels * weights).sum())  # §5.5 line 435: positives and negatives weigh equally
+    weights = torch.where(labels > 0, weights * (total(weights.sum()) - pos) / pos.clamp(min=1e-8),
                           weights)
-    loss = critic_loss(scores[mask > 0], labels[mask > 0], weights[mask > 0])
+    loss = share(critic_loss(scores[mask > 0], labels[mask > 0], weights[mask > 0]), weights.sum())
     n = len(pairs)  # eq 1 on the y_true rows: position t predicts token t + 1
-    loss = loss + lm_weight * sft_loss(logits[:n, :-1], idx[:n, 1:], mask[:n, 1:])
+    lm = sft_loss(logits[:n, :-1], idx[:n, 1:], mask[:n, 1:])
+    loss = loss + lm_weight * share(lm, mask[:n, 1:].sum())
     last = torch.tensor([len(p) + len(a) - 1 for p, a in zip(prompts, answers)], device=idx.device)
     p_attempt = torch.sigmoid(scores.gather(1, last[:, None]).squeeze(1))[n:]
     return loss, p_attempt.detach()
@@ -114,20 +119,25 @@ def critic_step(right, task, pairs, attempts, lam, lm_weight):
 
 @torch.no_grad()
 def evaluate(left, right, task, pairs, max_new_tokens, batch=500):
-    """Left exact match on pairs, right accuracy on y_true vs a corruption, first mistakes."""
+    """Left exact match on pairs, right accuracy on y_true vs a corruption, first mistakes.
+    Under torchrun each rank judges its share of pairs and the counts are summed; the mistakes
+    shown are rank 0's, the first of its share."""
     left.eval(), right.eval()
+    n = len(pairs)
+    rng = random.Random(0)
+    wrong = shard([task.corrupt(p, a, rng) for p, a in pairs])
+    pairs = shard(pairs)
     guesses = []
     for i in range(0, len(pairs), batch):
         guesses += left.answer([p for p, _ in pairs[i:i + batch]], max_new_tokens)
     hits = [task.check(p, g) for (p, _), g in zip(pairs, guesses)]
-    rng = random.Random(0)
-    wrong = [task.corrupt(p, a, rng) for p, a in pairs]
     s_true = right.score([prompt_ids(p) + answer_ids(a) for p, a in pairs])
     s_wrong = right.score([prompt_ids(p) + answer_ids(w) for (p, _), w in zip(pairs, wrong)])
-    right_acc = ((s_true > 0).float().mean() + (s_wrong < 0).float().mean()).item() / 2
+    right_acc = (total((s_true > 0).float().sum()) / n
+                 + total((s_wrong < 0).float().sum()) / n).item() / 2
     mistakes = [(p, g, a) for (p, a), g, h in zip(pairs, guesses, hits) if not h][:3]
     left.train(), right.train()
-    return sum(hits) / len(hits), right_acc, mistakes
+    return total(sum(hits)) / n, right_acc, mistakes
 
 
 def warm_start_path(cfg):
@@ -195,7 +205,12 @@ def main(cfg: Config):
                 checkpoint(step)
         if step == cfg.max_iters:
             break
-        # data: a fresh batch from the train split, reproducible from (seed, step) for exact resume
+        # data: a fresh batch from the train split, reproducible from (seed, step) for exact resume.
+        # Under torchrun every rank draws the whole batch -- the problems, the left lobe's sampled
+        # attempts, the corruptions, the feedback dialogues -- with the same random numbers as one
+        # process, and keeps its share for eq 7 and eq 1 (common.shard): so a step does not depend
+        # on the number of ranks, and every rank's generator stays in the state rank 0 saves.
+        # Sampling is the small part of a step; the two lobes' passes are what is split.
         rng = random.Random(f"{cfg.seed}/{step}")
         pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
         n_sampled = int(cfg.sample_frac * len(pairs))
@@ -209,18 +224,19 @@ def main(cfg: Config):
         lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
         with autocast(device):
             # right lobe: eq 7 on y_true vs attempts, prefixes weighted by eq 9
-            loss_right, p_attempt = critic_step(right, task, pairs, attempts, cfg.pavlov_lambda,
-                                                 cfg.right_lm_weight)
+            loss_right, p_attempt = critic_step(right, task, shard(pairs), shard(attempts),
+                                                 cfg.pavlov_lambda, cfg.right_lm_weight)
             # left lobe: eq 1, some examples with a wrong attempt + the right lobe's valence
-            valences = [valence_token(p) for p in p_attempt.tolist()]
+            valences = [valence_token(p) for p in gather(p_attempt.tolist())]
             prompts, answers = left_batch(task, pairs, attempts, valences, cfg.feedback_frac, rng)
-            loss_left = lm_step(left, prompts, answers)
+            loss_left = lm_step(left, shard(prompts), shard(answers))
         for model, opt, loss in ((left, opt_left, loss_left), (right, opt_right, loss_right)):
             set_lr(opt, lr)
             optimize(model, opt, loss, cfg.grad_clip)
-        log.tick(left=loss_left.item(), right=loss_right.item())
+        losses = averaged([loss_left.item(), loss_right.item()])   # the whole batch's
+        log.tick(left=losses[0], right=losses[1])
         if step % 25 == 0:
-            log.log(step, loss_left=loss_left.item(), loss_right=loss_right.item(), lr=lr)
+            log.log(step, loss_left=losses[0], loss_right=losses[1], lr=lr)
     log.close()
     print(f"\n| task | step | left test | left ood | right test | minutes |\n"
           "|---|---|---|---|---|---|\n"

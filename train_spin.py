@@ -16,6 +16,7 @@ warm-starts both lobes with train_sft.py, runs T iterations, evaluates, saves an
     $ python train_spin.py                       # CPU, a few minutes, the README's main job
     $ python train_spin.py --device=cuda         # a larger preset, the same code path
     $ python train_spin.py --init_from=resume    # continue after the last finished iteration
+    $ torchrun --standalone --nproc_per_node=2 train_spin.py   # self-play and steps split in 2
 """
 import dataclasses
 import os
@@ -27,9 +28,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
-                    get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
-                    save_lobes, seed_everything)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
+                    frozen, gather, get_device, load_task, make_optimizer, markdown_table,
+                    optimize, resume, run, save_lobes, seed_everything, seed_ranks, shard, share)
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
@@ -143,7 +144,8 @@ def reference_logprobs(opponent, data, truncate=True, batch=256):
 
 def spin_step(left, data, ref, idx, cfg):
     """Alg 3 line 12 on the rows idx of data [Rejected], ref their log-probs under the frozen lobe.
-    Returns (loss to minimise, the SPIN term alone, margins, mean log-probs)."""
+    Returns (loss to minimise, the SPIN term alone, margins, mean log-probs); under torchrun the
+    loss is this rank's part of the whole batch's (common.share)."""
     dev = left.wte.weight.device
     prompts = [prompt_ids(data[i].prompt) for i in idx]
     chosen, rejected = zip(*[pair_ids(data[i].y_true, data[i].y_gen, cfg.truncate) for i in idx])
@@ -155,20 +157,21 @@ def spin_step(left, data, ref, idx, cfg):
     # the whole y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. 0: pure.
     full = [answer_ids(data[i].y_true) for i in idx]
     nll = -sequence_logprob(left, prompts, full) / torch.tensor([len(c) for c in full], device=dev)
-    loss = loss_spin + cfg.nll_weight * nll.mean()
+    loss = share(loss_spin + cfg.nll_weight * nll.mean(), len(idx))
     return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
 
 
 def right_step(right, judged, cfg, rng):
     """Alg 3 line 13: BCE (eq 7) on y_true (label 1) against the IDL samples, labelled by the
-    checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0."""
-    batch = rng.sample(judged, min(cfg.batch_size, len(judged)))
+    checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0. Every rank draws the same
+    batch and scores its share (common.shard)."""
+    batch = shard(rng.sample(judged, min(cfg.batch_size, len(judged))))
     w_loop = pavlovian_weights(cfg.idl_limit + 1, cfg.pavlov_lambda) * (cfg.idl_limit + 1)
     seqs = [prompt_ids(r.prompt) + answer_ids(r.answer) for r in batch]
     dev = right.wte.weight.device
     labels = torch.tensor([float(r.ok) for r in batch], device=dev)
     weights = torch.tensor([1.0 if r.ok else float(w_loop[r.loop]) for r in batch], device=dev)
-    return critic_loss(right.score(seqs), labels, weights)
+    return share(critic_loss(right.score(seqs), labels, weights), weights.sum())
 
 
 def evaluate(left, right, task, test, ood, cfg):
@@ -205,19 +208,25 @@ def main(cfg: Config):
         left_t, right_t = frozen(left), frozen(right)
         rng = random.Random(f"{cfg.seed}/spin/{t}")
         pairs = [task.sample(rng, "train") for _ in range(cfg.n_prompts)]
+        # Under torchrun each rank runs lines 2-10 on its share of the prompts, sampling from its
+        # own seed (common.seed_ranks), and every rank then holds every y' in prompt order, so
+        # lines 12-13 draw the same batches everywhere. The y' are other draws than one process
+        # would make, from the same law; greedy (t_min = t_max = 0) the ranks change nothing.
+        seed_ranks(f"{cfg.seed}/spin/{t}")
         with autocast(device):                                                   # Alg 3 lines 2-10
-            rejected, judged, _ = self_play(left_t, right_t, task, pairs, cfg)
+            rejected, judged, _ = self_play(left_t, right_t, task, shard(pairs), cfg)
+        rejected, judged = gather(rejected), gather(judged)
         data = rejected + previous  # iteration t trains on its own and t-1's generations
-        with autocast(device):
-            ref = reference_logprobs(left_t, data, cfg.truncate)
+        with autocast(device):      # log p_t of every pair, each rank computing its share
+            ref = torch.cat(gather([reference_logprobs(left_t, shard(data), cfg.truncate).cpu()]))
         stats = []
         for step in range(cfg.steps_per_iter):
             # LOOP LOGIC: Alg 3 line 12, SPIN's logistic loss on log-ratios, y_true chosen,
             # y' rejected
             loss_left, loss_spin, margin, lp = (torch.zeros(()), torch.zeros(()), torch.zeros(1),
                                                 torch.zeros(2))
-            if data:
-                idx = [rng.randrange(len(data)) for _ in range(cfg.batch_size)]
+            if data:  # every rank draws the same batch and keeps its share
+                idx = shard([rng.randrange(len(data)) for _ in range(cfg.batch_size)])
                 with autocast(device):
                     loss_left, loss_spin, margin, lp = spin_step(left, data, ref, idx, cfg)
                 optimize(left, opt_left, loss_left, cfg.grad_clip)
@@ -227,8 +236,8 @@ def main(cfg: Config):
                           for p, y in rng.sample(pairs, min(len(pairs), cfg.batch_size // 2))]
                 loss_right = right_step(right, judged + truths, cfg, rng)
             optimize(right, opt_right, loss_right, cfg.grad_clip)
-            stats.append([loss_spin.item(), margin.mean().item(), lp[0].item(), lp[1].item(),
-                          loss_right.item()])
+            stats.append(averaged([loss_spin.item(), margin.mean().item(), lp[0].item(),
+                                   lp[1].item(), loss_right.item()]))  # the whole batch's
             log.tick(spin=stats[-1][0], right=stats[-1][4])
         # python floats: the checkpoint loads with weights_only
         s = np.array(stats).mean(0).tolist()

@@ -17,6 +17,7 @@ of making early loops lazy. --grow_iters is a length curriculum inside the train
     $ python train_wide.py --task=parity --window=3 --grow_iters=600 --loop_weight=1
     $ python play.py --task=parity --system=G --ckpt=out/wide/ckpt.pt --prompt=0110100101101
     $ python train_wide.py --init_from=resume        # continue an interrupted run
+    $ torchrun --standalone --nproc_per_node=2 train_wide.py   # each process half of each batch
 """
 import dataclasses
 import math
@@ -28,9 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import (Checked, Logger, PosFloat, PosInt, Prob, UsageError, autocast, get_device,
-                    load_checkpoint, load_task, lr_at, make_optimizer, optimize, resume, run,
-                    seed_everything, set_lr)
+from common import (Checked, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
+                    get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize,
+                    resume, run, seed_everything, set_lr, shard)
 from lobes import Lobe, answer_ids, pad_right, prompt_ids, span_mask
 from losses import halting_loss
 from measure import LENGTH_BUCKETS, by_length, eval_splits, evaluate_system, pool
@@ -210,16 +211,21 @@ def main(cfg: Config):
             break
         rng = random.Random(f"{cfg.seed}/{step}")  # a fresh train batch, reproducible on resume
         grown = step / cfg.grow_iters if cfg.grow_iters else 1.0
-        pairs = wide_batch(task, rng, cfg.batch_size, lengths, grown)
+        # under torchrun every rank draws the whole batch and keeps its share; the losses are
+        # means over equal shares of rows, exact once averaged, but for the load balancing,
+        # which each rank computes over its own rows (as Switch Transformers do per device)
+        pairs = shard(wide_batch(task, rng, cfg.batch_size, lengths, grown))
         lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
         with autocast(device):
             loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs],
                                     [answer_ids(a) for _, a in pairs], cfg)
         set_lr(opt, lr)
         optimize(model, opt, loss, cfg.grad_clip)
-        log.tick(loss=loss.item(), ponder=stats["ponder_E"])
+        loss_wide, *means = averaged([loss.item(), *stats.values()])   # the whole batch's
+        stats = dict(zip(stats, means))
+        log.tick(loss=loss_wide, ponder=stats["ponder_E"])
         if step % 25 == 0:
-            log.log(step, loss_wide=loss.item(), lr=lr, **stats)
+            log.log(step, loss_wide=loss_wide, lr=lr, **stats)
     log.close()
     print_tables(model, task, results, test, ood, cfg.max_new_tokens)
     print(f"saved {ckpt_path}")
