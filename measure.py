@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from common import shard, total
+from ranks import shard, total
 from lobes import answer_ids
 from sln import System
 

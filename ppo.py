@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common import optimize, share
+from common import optimize
+from ranks import share
 from lobes import answer_logprobs
 from losses import ppo_clip_loss, token_kl
 
@@ -46,7 +47,7 @@ def ppo_step(left, ref, ro, cfg):
         with torch.no_grad():
             _, _, ref_full = answer_logprobs(ref, ro.contexts, ro.actions, cfg.temperature)
         kl = token_kl(full, ref_full, mask)                   # over the vocabulary, per token
-    # under torchrun each rank's token mean becomes its part of the whole batch's (common.share)
+    # under torchrun each rank's token mean becomes its part of the whole batch's (ranks.share)
     loss = share(loss + cfg.kl_coef * kl, mask.sum())
     return loss, ((ratio * mask).sum() / mask.sum()).detach(), kl.detach()
 

@@ -35,9 +35,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
-                    frozen, get_device, load_task, make_optimizer, markdown_table, optimize,
-                    resume, run, save_lobes, seed_everything, seed_ranks, shard, share)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
+                    get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
+                    save_lobes, seed_everything)
+from ranks import averaged, seed_ranks, shard, share
 from idl import lateralized, speak
 from lobes import answer_ids, answer_scores, prompt_ids
 from losses import critic_loss, leave_one_out_baseline, pavlovian_weights, reward_transform
@@ -143,7 +144,7 @@ def critic_step(right, task, pairs, d, cfg):
     a positive and the attempts of a row decay over IDL loops, both weighted by eq 9; 0 is plain
     eq 7 (whole y_true, every attempt weight 1). Positives and negatives weigh the same in total
     (§5.5: the minibatch must represent both equally). Under torchrun: this rank's part of the
-    whole minibatch's loss (common.share)."""
+    whole minibatch's loss (ranks.share)."""
     lam = cfg.pavlov_lambda
     ctx, truths = [prompt_ids(p) for p, _ in pairs], [answer_ids(a) for _, a in pairs]
     scores, mask = answer_scores(right, ctx, truths)                   # every prefix's score (b, T)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
-                    gather, get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize,
-                    resume, run, save_lobes, seed_everything, set_lr, shard, share, total)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast,
+                    get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize, resume,
+                    run, save_lobes, seed_everything, set_lr)
+from ranks import averaged, gather, shard, share, total
 from data import decode_answer, valence_token
 from lobes import Lobe, LobeConfig, answer_ids, pad_right, prompt_ids, span_mask, teacher_forced
 from losses import critic_loss, pavlovian_targets, sft_loss
@@ -84,7 +85,7 @@ def left_batch(task, pairs, attempts, valences, feedback_frac, rng):
 
 def lm_step(model, prompts, answers):
     """Eq 1 on a batch of (prompt, answer) token lists: the mean CE over answer tokens (under
-    torchrun: this rank's part of the mean over every rank's answer tokens, common.share)."""
+    torchrun: this rank's part of the mean over every rank's answer tokens, ranks.share)."""
     logits, targets, mask = teacher_forced(model, prompts, answers)
     return share(sft_loss(logits, targets, mask), mask.sum())
 
@@ -94,7 +95,7 @@ def critic_step(right, task, pairs, attempts, lam, lm_weight):
     Plus lm_weight * eq 1 on the y_true rows of the same forward pass: §5.1 trains both lobes to
     predict the next token first, and a right lobe that can add judges sums much sooner.
     Returns the loss and the right lobe's probability that each whole attempt is right. Under
-    torchrun the sums that balance and normalise the loss are the whole batch's (common.total)."""
+    torchrun the sums that balance and normalise the loss are the whole batch's (ranks.total)."""
     prompts = [prompt_ids(p) for p, _ in pairs] * 2
     answers = [answer_ids(a) for _, a in pairs] + [answer_ids(w) for w in attempts]
     correct = [1.0] * len(pairs) + [task.check(p, w) for (p, _), w in zip(pairs, attempts)]
@@ -208,7 +209,7 @@ def main(cfg: Config):
         # data: a fresh batch from the train split, reproducible from (seed, step) for exact resume.
         # Under torchrun every rank draws the whole batch -- the problems, the left lobe's sampled
         # attempts, the corruptions, the feedback dialogues -- with the same random numbers as one
-        # process, and keeps its share for eq 7 and eq 1 (common.shard): so a step does not depend
+        # process, and keeps its share for eq 7 and eq 1 (ranks.shard): so a step does not depend
         # on the number of ranks, and every rank's generator stays in the state rank 0 saves.
         # Sampling is the small part of a step; the two lobes' passes are what is split.
         rng = random.Random(f"{cfg.seed}/{step}")

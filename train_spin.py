@@ -28,9 +28,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
-                    frozen, gather, get_device, load_task, make_optimizer, markdown_table,
-                    optimize, resume, run, save_lobes, seed_everything, seed_ranks, shard, share)
+from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
+                    get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
+                    save_lobes, seed_everything)
+from ranks import averaged, gather, seed_ranks, shard, share
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
@@ -145,7 +146,7 @@ def reference_logprobs(opponent, data, truncate=True, batch=256):
 def spin_step(left, data, ref, idx, cfg):
     """Alg 3 line 12 on the rows idx of data [Rejected], ref their log-probs under the frozen lobe.
     Returns (loss to minimise, the SPIN term alone, margins, mean log-probs); under torchrun the
-    loss is this rank's part of the whole batch's (common.share)."""
+    loss is this rank's part of the whole batch's (ranks.share)."""
     dev = left.wte.weight.device
     prompts = [prompt_ids(data[i].prompt) for i in idx]
     chosen, rejected = zip(*[pair_ids(data[i].y_true, data[i].y_gen, cfg.truncate) for i in idx])
@@ -164,7 +165,7 @@ def spin_step(left, data, ref, idx, cfg):
 def right_step(right, judged, cfg, rng):
     """Alg 3 line 13: BCE (eq 7) on y_true (label 1) against the IDL samples, labelled by the
     checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0. Every rank draws the same
-    batch and scores its share (common.shard)."""
+    batch and scores its share (ranks.shard)."""
     batch = shard(rng.sample(judged, min(cfg.batch_size, len(judged))))
     w_loop = pavlovian_weights(cfg.idl_limit + 1, cfg.pavlov_lambda) * (cfg.idl_limit + 1)
     seqs = [prompt_ids(r.prompt) + answer_ids(r.answer) for r in batch]
@@ -209,7 +210,7 @@ def main(cfg: Config):
         rng = random.Random(f"{cfg.seed}/spin/{t}")
         pairs = [task.sample(rng, "train") for _ in range(cfg.n_prompts)]
         # Under torchrun each rank runs lines 2-10 on its share of the prompts, sampling from its
-        # own seed (common.seed_ranks), and every rank then holds every y' in prompt order, so
+        # own seed (ranks.seed_ranks), and every rank then holds every y' in prompt order, so
         # lines 12-13 draw the same batches everywhere. The y' are other draws than one process
         # would make, from the same law; greedy (t_min = t_max = 0) the ranks change nothing.
         seed_ranks(f"{cfg.seed}/spin/{t}")

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import (Checked, Logger, PosFloat, PosInt, Prob, UsageError, autocast, averaged,
-                    get_device, load_checkpoint, load_task, lr_at, make_optimizer, optimize,
-                    resume, run, seed_everything, set_lr, shard)
+from common import (Checked, Logger, PosFloat, PosInt, Prob, UsageError, autocast, get_device,
+                    load_checkpoint, load_task, lr_at, make_optimizer, optimize, resume, run,
+                    seed_everything, set_lr)
+from ranks import averaged, shard
 from lobes import Lobe, answer_ids, pad_right, prompt_ids, span_mask
 from losses import halting_loss
 from measure import LENGTH_BUCKETS, by_length, eval_splits, evaluate_system, pool

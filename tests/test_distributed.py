@@ -1,6 +1,6 @@
 """
-The training scripts under torch.distributed, on CPU with 2 gloo ranks (common.py's distributed
-section): one SFT step and one SPIN iteration equal the one-process run to 1e-6 in every
+The training scripts under torch.distributed, on CPU with 2 gloo ranks (ranks.py and
+common.distributed): one SFT step and one SPIN iteration equal the one-process run to 1e-6 in every
 parameter, and the optimizer's moments (which carry the gradient's scale) with them; both ranks
 hold identical weights; rank 0 alone writes, one checkpoint per save; a 2-rank resume continues
 where it stopped; a rank killed mid-run leaves the last checkpoint whole and torchrun resumes
@@ -23,6 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 import common
+import ranks
 import train_sft
 import train_spin
 from common import load_checkpoint, save_lobes
@@ -165,9 +166,9 @@ def test_a_batch_that_does_not_divide_among_the_ranks_is_a_one_line_error(monkey
 
 def test_without_torchrun_the_helpers_give_back_their_input():
     x, batch = torch.arange(6.0), [1, 2, 3]
-    assert common.world_size() == 1 and common.rank() == 0
-    assert common.shard(batch) is batch and common.gather(batch) is batch
-    assert common.total(x) is x and common.averaged(x) is x and common.share(x, 3) is x
+    assert ranks.world_size() == 1 and ranks.rank() == 0
+    assert ranks.shard(batch) is batch and ranks.gather(batch) is batch
+    assert ranks.total(x) is x and ranks.averaged(x) is x and ranks.share(x, 3) is x
 
 
 def rank_pid(parent, rank):
