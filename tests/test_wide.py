@@ -102,10 +102,11 @@ def recomputed(model, prompts, max_new_tokens):
     from lobes import pad_right
     seqs, at = [list(p) for p in prompts], torch.tensor([len(p) - 1 for p in prompts])
     new, done = [[] for _ in prompts], [False] * len(prompts)
-    for t in range(max_new_tokens):
+    loops = None                                        # the prompt's loops: the first think's
+    for _ in range(max_new_tokens):
         idx, lengths = pad_right(seqs, "cpu")
         logits, loops_t, _, _ = model.think(idx, at)
-        loops = loops_t if t == 0 else loops
+        loops = loops_t if loops is None else loops
         for i, token in enumerate(logits[torch.arange(len(seqs)), lengths - 1].argmax(-1).tolist()):
             if not done[i]:
                 seqs[i].append(token), new[i].append(token)
