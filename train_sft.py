@@ -61,6 +61,9 @@ class Config(Checked):
                                   #   loss
     max_new_tokens: int = 0       # generation budget per answer (0: the task's longest ood
                                   #   answer + 4)
+    grow_iters: int = 0           # over the first grow_iters steps the longest training prompt
+                                  #   grows from 2 characters to the longest the train split has
+                                  #   (0: off; train_wide.py's curriculum, for equal budgets)
     eval_interval: PosInt = 200   # evaluate and checkpoint every this many steps
     n_eval: PosInt = 500          # test and ood problems per evaluation
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
@@ -213,7 +216,7 @@ def main(cfg: Config):
         # on the number of ranks, and every rank's generator stays in the state rank 0 saves.
         # Sampling is the small part of a step; the two lobes' passes are what is split.
         rng = random.Random(f"{cfg.seed}/{step}")
-        pairs = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        pairs = task.batch(rng, cfg.batch_size, step / cfg.grow_iters if cfg.grow_iters else 1.0)
         n_sampled = int(cfg.sample_frac * len(pairs))
         with torch.no_grad(), autocast(device):     # the left lobe's own attempts (T = 1)
             left.eval()

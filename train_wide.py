@@ -20,7 +20,6 @@ of making early loops lazy. --grow_iters is a length curriculum inside the train
     $ torchrun --standalone --nproc_per_node=2 train_wide.py   # each process half of each batch
 """
 import dataclasses
-import math
 import os
 import random
 import time
@@ -112,21 +111,6 @@ def wide_step(model, prompts, answers, cfg):
     return loss, stats
 
 
-def wide_batch(task, rng, size, lengths, grown):
-    """size train problems whose prompts are at most 2 + grown * (longest - 2) characters, and
-    never fewer than the shortest (lengths = (shortest, longest), grown in [0, 1]): a curriculum
-    inside the train split, short prompts first (parity: few bits, few loops); grown >= 1 takes
-    every prompt."""
-    lo, hi = lengths
-    cap = max(lo, 2 + grown * (hi - 2)) if grown < 1 else math.inf
-    pairs = []
-    while len(pairs) < size:
-        p, a = task.sample(rng, "train")
-        if len(p) <= cap:
-            pairs.append((p, a))
-    return pairs
-
-
 @torch.no_grad()
 def evaluate(model, task, test, ood, max_new_tokens):
     """Exact match and mean loops of E and G (one network, two halting rules) on test and
@@ -188,9 +172,6 @@ def main(cfg: Config):
         start, results = ckpt["step"], ckpt["results"]
     cfg, test, ood = eval_splits(cfg, task)
     gpt = equal_depth_config(wcfg)
-    # train prompt lengths
-    seen = [len(task.sample(random.Random(i), "train")[0]) for i in range(200)]
-    lengths = (min(seen), max(seen))
     print(f"task {task.name}: wide SLN {model.num_params():,} parameters ({wcfg.blocks()} "
           f"blocks), on {device}; the fixed-depth GPT of as many blocks "
           f"(--n_layer={gpt.n_layer}) has {Lobe(gpt).num_params():,}")
@@ -215,7 +196,7 @@ def main(cfg: Config):
         # under torchrun every rank draws the whole batch and keeps its share; the losses are
         # means over equal shares of rows, exact once averaged, but for the load balancing,
         # which each rank computes over its own rows (as Switch Transformers do per device)
-        pairs = shard(wide_batch(task, rng, cfg.batch_size, lengths, grown))
+        pairs = shard(task.batch(rng, cfg.batch_size, grown))
         lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
         with autocast(device):
             loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs],

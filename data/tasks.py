@@ -122,6 +122,25 @@ class Task(ABC):
                     break
         return out
 
+    def batch(self, rng: random.Random, size: int, grown: float = 1.0) -> list[tuple[str, str]]:
+        """size train problems. grown < 1 is a length curriculum inside the train split: prompts
+        of at most 2 + grown * (longest - 2) characters, never fewer than the shortest, so short
+        problems come first (parity: few bits, few loops); grown >= 1 draws plainly."""
+        lo, hi = self.train_lengths()
+        cap = max(lo, 2 + grown * (hi - 2)) if grown < 1 else float("inf")
+        pairs = []
+        while len(pairs) < size:
+            p, a = self.sample(rng, "train")
+            if len(p) <= cap:
+                pairs.append((p, a))
+        return pairs
+
+    @lru_cache(maxsize=None)
+    def train_lengths(self) -> tuple[int, int]:
+        """The shortest and longest prompt among 200 train draws."""
+        seen = [len(self.sample(random.Random(i), "train")[0]) for i in range(200)]
+        return min(seen), max(seen)
+
 
 # -----------------------------------------------------------------------------
 class Addition(Task):

@@ -243,17 +243,16 @@ def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities(
     assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-def test_wide_batch_grows_the_longest_prompt_from_two_characters():
+def test_task_batch_grows_the_longest_prompt_from_two_characters():
     import random
     from data import get_task
     task = get_task("parity")
-    short = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 0.0)
-    half = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 0.5)
-    full = train_wide.wide_batch(task, random.Random(0), 64, (1, 10), 1.0)
+    assert task.train_lengths() == (1, 10)
+    short, half, full = (task.batch(random.Random(0), 64, g) for g in (0.0, 0.5, 1.0))
     assert len(short) == len(full) == 64 and max(len(p) for p, _ in short) <= 2
     assert max(len(p) for p, _ in half) == 6 and max(len(p) for p, _ in full) == 10   # 2 + 0.5 * 8
     rng = random.Random(0)                                                       # grown 1: no filter
     assert full == [task.sample(rng, "train") for _ in range(64)]
     assert all(a == str(p.count("1") % 2) for p, a in short)
     add = get_task("addition")                     # every prompt 17 characters: the cap never falls below them
-    assert len(train_wide.wide_batch(add, random.Random(0), 8, (17, 17), 0.0)) == 8
+    assert len(add.batch(random.Random(0), 8, 0.0)) == 8
