@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from functools import lru_cache
 
 from games.tictactoe import (from_prompt, is_over, moves, optimal_moves, reachable_positions,
-                             to_prompt)
+                             read_move, to_prompt)
 
 
 def rev(n: int, width: int) -> str:
@@ -39,10 +39,11 @@ def unrev(digits: str) -> int:
     return int(digits[::-1])
 
 
-def first_number(text):
-    """The first run of digits in a completion, or None: robust to junk and to non-text."""
-    m = re.search(r"\d+", text) if isinstance(text, str) else None
-    return m.group(0) if m else None
+def exactly(completion, answer):
+    """True when the completion is the answer and nothing else, surrounding whitespace aside.
+    decode_answer has already cut the completion at its first special token (<|eos|>), so junk
+    before or after the answer is the model's own text and makes the answer wrong."""
+    return isinstance(completion, str) and completion.strip() == answer
 
 
 def texts(*xs):
@@ -66,7 +67,8 @@ class Task(ABC):
 
     @abstractmethod
     def check(self, prompt: str, completion: str) -> float:
-        """Reward 1.0 if the completion answers the prompt, else 0.0. Never raises."""
+        """Reward 1.0 if the completion is exactly the answer (see `exactly`), else 0.0.
+        Never raises."""
 
     def corrupt(self, prompt: str, answer: str, rng: random.Random) -> str:
         """A plausible wrong answer: one digit changed, two swapped, one dropped or inserted."""
@@ -163,7 +165,7 @@ class Addition(Task):
     def check(self, prompt, completion):
         m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\+(\d{{{self.width}}})", prompt)
         return float(bool(m) and
-                     first_number(completion) == rev(unrev(m[1]) + unrev(m[2]), self.width + 1))
+                     exactly(completion, rev(unrev(m[1]) + unrev(m[2]), self.width + 1)))
 
     def corrupt(self, prompt, answer, rng):
         """Half the time a carry error (the sum with one carry dropped), else a generic one."""
@@ -197,7 +199,7 @@ class Multiplication(Task):
     def check(self, prompt, completion):
         m = texts(prompt) and re.fullmatch(rf"(\d{{{self.width}}})\*(\d{{{self.width}}})", prompt)
         return float(bool(m) and
-                     first_number(completion) == rev(unrev(m[1]) * unrev(m[2]), 2 * self.width))
+                     exactly(completion, rev(unrev(m[1]) * unrev(m[2]), 2 * self.width)))
 
 
 class Parity(Task):
@@ -210,8 +212,8 @@ class Parity(Task):
         return bits, str(bits.count("1") % 2)
 
     def check(self, prompt, completion):
-        m = texts(prompt, completion) and re.search(r"[01]", completion)
-        return float(bool(m) and set(prompt) <= {"0", "1"} and m[0] == str(prompt.count("1") % 2))
+        ok = texts(prompt) and set(prompt) <= {"0", "1"}
+        return float(ok and exactly(completion, str(prompt.count("1") % 2)))
 
     def corrupt(self, prompt, answer, rng):
         return "1" if answer == "0" else "0"
@@ -230,7 +232,10 @@ STEPS_OOD = [("gets {b} from a friend", "+"), ("sells {b}", "-"), ("wins {b} mor
 
 class WordProblems(Task):
     """'Ann has 5 apples. Ann buys 3 more. Ann loses 2. How many apples does Ann have?'
-    -> '5+3=8 8-2=6 #### 6'. train/test: 1-2 steps, four templates; ood: 3-4 steps, all seven."""
+    -> '5+3=8 8-2=6 #### 6'. train/test: 1-2 steps, four templates; ood: 3-4 steps, all seven.
+    The work is a function of the prompt, so check() asks for the whole answer exactly, as every
+    task does: a right final number after wrong or missing work is a wrong answer, and a reward
+    for the number alone would teach a model that its working does not matter."""
     name = "wordproblems"
 
     def draw(self, rng, ood):
@@ -251,21 +256,23 @@ class WordProblems(Task):
         return " ".join(text), " ".join(work) + f" #### {x}"
 
     def solve(self, prompt):
-        """The true final count from the prompt text alone, or None if it does not parse."""
+        """The answer, work and all, from the prompt text alone, or None if it does not parse."""
         m = re.match(r"(\w+) has (\d+) ", prompt) if texts(prompt) else None
         if not m:
             return None
-        x = int(m[2])
+        x, work = int(m[2]), []
         for verb, b in re.findall(r"\. \w+ ([a-z ]+?) (\d+)", prompt):
             op = next((o for t, o in STEPS_TRAIN + STEPS_OOD if t.split(" {b}")[0] == verb), None)
             if op is None:
                 return None
-            x = x + int(b) if op == "+" else x - int(b)
-        return x
+            y = x + int(b) if op == "+" else x - int(b)
+            work.append(f"{x}{op}{int(b)}={y}")
+            x = y
+        return " ".join(work + [f"#### {x}"])
 
     def check(self, prompt, completion):
-        m = texts(prompt, completion) and re.search(r"####\s*(\d+)", completion)
-        return float(bool(m) and self.solve(prompt) == int(m[1]))
+        answer = self.solve(prompt)
+        return float(answer is not None and exactly(completion, answer))
 
 
 # -----------------------------------------------------------------------------
@@ -279,8 +286,9 @@ def task_positions(ood):
 class TicTacToeTask(Task):
     """'x.o|.x.|..o' -> '6' (X blocks O's column): a move, cell 1-9 row-major, that is optimal
     for the side to move (X if the marks are even). The answer is drawn uniformly among the
-    optimal moves; check() accepts any of them. train/test: positions with at least 4 marks;
-    ood: at most 3 marks (earlier in the game, so more lookahead is needed)."""
+    optimal moves; check() accepts any of them, written as one digit and nothing else (read_move).
+    train/test: positions with at least 4 marks; ood: at most 3 marks (earlier in the game, so
+    more lookahead is needed)."""
     name = "tictactoe"
 
     def draw(self, rng, ood):
@@ -288,11 +296,10 @@ class TicTacToeTask(Task):
         return to_prompt(board), str(rng.choice(optimal_moves(board)) + 1)
 
     def check(self, prompt, completion):
-        board = from_prompt(prompt)
-        m = re.search(r"[1-9]", completion) if isinstance(completion, str) else None
-        if board is None or is_over(board) or m is None:
+        board, move = from_prompt(prompt), read_move(completion)
+        if board is None or is_over(board) or move is None:
             return 0.0
-        return float(int(m[0]) - 1 in optimal_moves(board))
+        return float(move in optimal_moves(board))
 
     def corrupt(self, prompt, answer, rng):
         """A legal but non-optimal move if there is one, else an occupied cell, else '0'."""

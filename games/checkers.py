@@ -150,8 +150,9 @@ class Checkers(Game):
         return sep.join(str(square_number(i)) for i in move)
 
     def read_move(self, text):
-        """'11-15' / '15x24x31' -> a tuple of indices; 'a-b' alone may stand for a unique jump."""
-        m = re.match(r"\s*(\d{1,2}(?:\s*[-x]\s*\d{1,2})+)", text, re.IGNORECASE)
+        """'11-15' / '15x24x31' -> a tuple of indices; 'a-b' alone may stand for a unique jump.
+        The move is the whole text, surrounding whitespace aside: '11-15 then 15-19' is none."""
+        m = re.fullmatch(r"\s*(\d{1,2}(?:\s*[-x]\s*\d{1,2})+)\s*", text, re.IGNORECASE)
         numbers = [int(n) for n in re.findall(r"\d+", m[1])] if m else []
         if not numbers or not all(1 <= n <= 32 for n in numbers):
             return None

@@ -86,10 +86,10 @@ class ChessGame(Game):
         return move.uci()
 
     def read_move(self, text):
-        words = text.split()
+        """A UCI move ('e2e4', 'e7e8q') as the whole text, surrounding whitespace aside."""
         try:
-            return self.lib.Move.from_uci(words[0]) if words else None
-        except ValueError:  # python-chess raises InvalidMoveError, a ValueError
+            return self.lib.Move.from_uci(text.strip())
+        except ValueError:  # python-chess raises InvalidMoveError, a ValueError, for '' too
             return None
 
     def clone(self):

@@ -164,8 +164,9 @@ class Gridworld(Game):
         return move
 
     def read_move(self, text):
-        words = text.strip().lower().split()
-        return ALIASES.get(words[0].strip(".,!")) if words else None
+        """'up' or 'u' (any case, surrounding whitespace aside) and nothing else, as every task
+        reads an answer; 'up.' or 'up then left' names no move."""
+        return ALIASES.get(text.strip().lower())
 
 
 def optimal_player(game, rng):

@@ -137,10 +137,11 @@ def opponent_move(kind, board, rng):
 
 
 def read_move(text):
-    """The cell (0-8) a text names: its first digit 1-9, as the data task reads answers; else
-    None."""
-    m = re.search(r"[1-9]", text)
-    return int(m[0]) - 1 if m else None
+    """The cell (0-8) a text names when it is one digit 1-9 and nothing else, surrounding
+    whitespace aside; else None. The data task reads answers the same way: '5 7' or 'x5' names
+    no move, so a lobe cannot hedge or ramble its way to a legal one."""
+    text = text.strip() if isinstance(text, str) else ""
+    return int(text) - 1 if len(text) == 1 and text in "123456789" else None
 
 
 def play_batch(n_games, opponents, mover, rng):

@@ -1,7 +1,8 @@
 """
 Tests for data/: the tokenizer (round trip, vocabulary, specials, valence bins) and the tasks
-(disjoint splits, seeded datasets, junk-proof checkers, corruptions that are always wrong, posing
-a human's question), plus right-padded batches. Every draw is seeded.
+(disjoint splits, seeded datasets, exact-match checkers that reject junk and never raise,
+corruptions that are always wrong, posing a human's question), plus right-padded batches. Every
+draw is seeded.
 
     $ python -m pytest tests/test_data.py -q
 """
@@ -123,17 +124,63 @@ def one_problem(name):
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)
-def test_checker_accepts_the_answer_with_trailing_junk(name):
+def test_checker_accepts_the_exact_answer_with_surrounding_whitespace(name):
     task, (p, a) = get_task(name), one_problem(name)
-    for completion in (a, a + " junk", a + "<|eos|>12", " " + a + "\n"):
+    for completion in (a, " " + a, a + " ", " " + a + "\n", "\t" + a + "  \n"):
         assert task.check(p, completion) == 1.0, completion
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)
-def test_checker_accepts_the_answer_after_leading_junk(name):
-    # arithmetic, word problems and tic-tac-toe read the first number / "####" / digit anywhere
+def test_checker_rejects_the_answer_with_junk_before_or_after_it(name):
+    # decode_answer cuts at <|eos|>, so what is left is all the model's own text
     task, (p, a) = get_task(name), one_problem(name)
-    assert task.check(p, "answer: " + a) == 1.0
+    for completion in (a + " junk", a + "<|eos|>12", "answer: " + a, "x" + a, a + "x123",
+                       a + " " + a, a + ".", a + a[-1]):
+        assert task.check(p, completion) == 0.0, completion
+
+
+@pytest.mark.parametrize("name", ALL_TASKS)
+@pytest.mark.parametrize("split", ["test", "ood"])
+def test_checker_accepts_every_answer_of_the_test_and_ood_splits(name, split):
+    task = get_task(name)
+    pairs = task.dataset(split, 50, seed=0)
+    assert len(pairs) == 50 and all(task.check(p, a) == 1.0 for p, a in pairs)
+
+
+def test_addition_checker_wants_exactly_the_padded_reversed_sum():
+    task = get_task("addition")
+    p = task.pose("48213+9924")
+    assert task.check(p, "731850000") == task.check(p, " 731850000 ") == 1.0
+    for junk in ("abc 731850000", "731850000x123", "731850000 731850000", "7318500000",
+                 "73185000", "731850000=58137", "+731850000", "731850000\n1"):
+        assert task.check(p, junk) == 0.0, junk
+
+
+def test_multiplication_checker_wants_exactly_the_padded_reversed_product():
+    task = get_task("multiplication")
+    p = task.pose("25*43")
+    assert task.check(p, "57010000") == task.check(p, "\n57010000\n") == 1.0
+    for junk in ("ab 57010000", "57010000x1", "5701", "570100000", "57010000 57010000"):
+        assert task.check(p, junk) == 0.0, junk
+
+
+def test_parity_checker_wants_one_bit_and_nothing_else():
+    task = get_task("parity")
+    assert task.check("0110", "0") == task.check("0110", " 0\n") == 1.0
+    assert task.check("0111", "1") == 1.0
+    for junk in ("01", "x0 1", "0 1", "00", "0.", "answer 0", "1"):
+        assert task.check("0110", junk) == 0.0, junk
+
+
+def test_wordproblems_checker_wants_the_work_as_well_as_the_number():
+    task = get_task("wordproblems")
+    p = "Ann has 5 apples. Ann buys 3 more. Ann loses 2. How many apples does Ann have?"
+    assert task.solve(p) == "5+3=8 8-2=6 #### 6"
+    assert task.check(p, "5+3=8 8-2=6 #### 6") == task.check(p, "  5+3=8 8-2=6 #### 6\n") == 1.0
+    for junk in ("#### 6", "junk #### 6", "5+3=9 9-3=6 #### 6", "5+3=8 8-2=6 #### 6 7",
+                 "5+3=8 8-2=6 #### 6 junk", "5+3=8  8-2=6 #### 6", "5+3=8 8-2=6 ####6",
+                 "5+3=8 8-2=6 #### 7", "6"):
+        assert task.check(p, junk) == 0.0, junk
 
 
 GARBAGE = ["", " ", "None", "+", "12+", "1*2*3", "abc", "0" * 500, "٣+٤", "\x00\xff"]
@@ -146,14 +193,14 @@ def test_checker_gives_0_for_garbage_strings_and_never_raises(name):
         if name == "parity" and set(junk) <= {"0", "1"}:
             continue                                  # a bit string, even "", is a fair parity prompt
         assert task.check(junk, a) == 0.0, junk      # a garbage prompt
-        assert task.check(p, junk) in (0.0, 1.0)     # a garbage completion ...
+        assert task.check(p, junk) == 0.0, junk      # a garbage completion
         assert task.check(junk, junk) == 0.0
     assert task.check(p, "") == 0.0
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)
 def test_checker_gives_0_for_non_string_input_and_never_raises(name):
-    # Task.check's contract: "Reward 1.0 if the completion answers the prompt, else 0.0. Never raises."
+    # Task.check's contract: 1.0 for exactly the answer, else 0.0, and it never raises
     task, (p, a) = get_task(name), one_problem(name)
     for prompt, completion in [(None, a), (p, None), (None, None), (123, a), (p, b"1")]:
         assert task.check(prompt, completion) == 0.0, (prompt, completion)

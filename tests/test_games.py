@@ -94,7 +94,10 @@ def test_tictactoe_task_splits_answers_and_checker():
         assert (9 - board.count(".") <= 3) == (prompt in ood_prompts)
         assert not ttt.is_over(board) and answer in "123456789" and len(answer) == 1
         assert task.check(prompt, answer) == 1.0
-        assert task.check(prompt, f"junk {answer} 7") == 1.0  # the first digit 1-9 counts
+        assert task.check(prompt, f" {answer}\n") == 1.0
+        for junk in (f"junk {answer} 7", f"x{answer}", f"{answer} 7", f"{answer}{answer}",
+                     f"{answer}.", f"0{answer}"):
+            assert task.check(prompt, junk) == 0.0, junk  # one digit and nothing else
         wrong = task.corrupt(prompt, answer, random.Random(prompt))
         assert task.check(prompt, wrong) == 0.0
 
@@ -109,6 +112,22 @@ def test_tictactoe_task_side_to_move_and_garbage():
     assert task.corrupt("...|...|...", "5", random.Random(0)) == "0"  # every move is optimal
 
 
+def test_tictactoe_task_rejects_a_right_move_among_junk():
+    # 'xx.|oo.|...': X to move, and 3 (finish the top row) is the only optimal move
+    task = get_task("tictactoe")
+    assert ttt.optimal_moves("xx.oo....") == [2]
+    assert task.check("xx.|oo.|...", " 3 ") == 1.0
+    for junk in ("x3", "3 7", "7 3", "cell 3", "3.", "33", "03", "3\n3", "٣"):
+        assert task.check("xx.|oo.|...", junk) == 0.0, junk
+
+
+def test_tictactoe_read_move_is_one_digit_1_to_9_and_nothing_else():
+    assert [ttt.read_move(str(d)) for d in range(1, 10)] == list(range(9))
+    assert ttt.read_move(" 5\n") == 4
+    for text in ("", " ", "0", "x5", "5 7", "57", "5.", "move 5", "٥", "-5", None, 5):
+        assert ttt.read_move(text) is None, text
+
+
 def test_tictactoe_game_parses_moves():
     game = TicTacToe()
     game.play(4)
@@ -116,6 +135,7 @@ def test_tictactoe_game_parses_moves():
     assert game.parse_move("5") == (None, "illegal move: 5")
     assert game.parse_move("hello") == (None, "unparsable move: 'hello'")
     assert game.parse_move(" 1 ") == (0, None)
+    assert game.parse_move("1 3") == (None, "unparsable move: '1 3'")
 
 
 # -----------------------------------------------------------------------------
@@ -171,6 +191,9 @@ def test_gridworld_rules_walls_holes_slip_and_timeout():
     game = Gridworld(grid="A#\n.H\n.G")
     assert game.parse_move("right") == (None, "illegal move: right")  # a wall
     assert game.parse_move("jump") == (None, "unparsable move: 'jump'")
+    assert game.parse_move(" Down\n") == ("down", None) and game.parse_move("d") == ("down", None)
+    for junk in ("down left", "down.", "go down"):
+        assert game.parse_move(junk) == (None, f"unparsable move: {junk!r}")
     game.play("down")
     game.play("right")
     assert game.over() and game.outcome(0) == -1  # fell in the hole
@@ -219,6 +242,9 @@ def test_checkers_capture_is_forced():
     game = position({14: "b", 18: "w", 1: "b"})  # black on 14 can jump 18; 1 could step
     assert [game.move_text(m) for m in game.legal_moves()] == ["14x23"]
     assert game.parse_move("1-5") == (None, "illegal move: 1-5")
+    assert game.parse_move(" 14x23\n")[1] is None
+    for junk in ("14x23 then 1-5", "move 14x23", "14x23."):
+        assert game.parse_move(junk) == (None, f"unparsable move: {junk!r}")
 
 
 def test_checkers_multi_jump_is_one_move_and_removes_both():
@@ -274,6 +300,9 @@ def test_chess_checkmate_and_uci_parsing():
     game = GAMES["chess"]()
     assert game.parse_move("e2e5") == (None, "illegal move: e2e5")
     assert game.parse_move("hello") == (None, "unparsable move: 'hello'")
+    assert game.parse_move(" e2e4\n")[1] is None
+    for junk in ("e2e4 e7e5", "move e2e4", "e2e4."):
+        assert game.parse_move(junk) == (None, f"unparsable move: {junk!r}")
     for uci in ["f2f3", "e7e5", "g2g4", "d8h4"]:  # fool's mate
         move, error = game.parse_move(uci)
         assert error is None and game.move_text(move) == uci
