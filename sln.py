@@ -4,7 +4,8 @@ load them from any checkpoint this project writes and to count their parameters.
 
     A  single GPT, one pass              left lobe alone
     B  single GPT with self-reflection   one lobe answers AND scores its own answers
-    C  homogeneous two-agent system      two copies of the same weights, tall dialogue
+    C  homogeneous two-agent system      one lobe in both seats of the tall dialogue, each
+                                         seat sampling (multi-agent debate)
     D  tall SLN                          left and right lobe talk (Figure 3)
     F  lateralized tall SLN              left answers, right scores (Figure 5, Alg 2)
 
@@ -19,8 +20,6 @@ wide.WideSLN (trained by `python train_wide.py`). measure.py measures them all t
     >>> f = load_system("out/sft/ckpt.pt", "F", idl_limit=4)
     >>> f.answer(["31284000+42990000"]).final
 """
-import copy
-
 import torch
 import torch.nn as nn
 
@@ -31,6 +30,11 @@ from wide import load_wide
 
 SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "D": "tall SLN",
            "F": "lateralized tall SLN", "E": "wide SLN", "G": "lateralized wide SLN"}
+# C's seats sample at this temperature, as agents do in multi-agent debate (Du et al. 2023): one
+# set of weights decoding greedily in both seats reads the same first context, so the two agree at
+# loop 1 and C would answer exactly what A answers. D - C then compares two different, jointly
+# trained lobes against one lobe debating itself, at the same loop limit.
+DEBATE_TEMPERATURE = 0.7
 
 
 class System(nn.Module):
@@ -43,13 +47,14 @@ class System(nn.Module):
         if kind in "DF" and right is None:
             raise ValueError(f"system {kind} needs a right lobe")
         self.kind, self.idl_limit = kind, idl_limit
-        self.threshold, self.temperature = threshold, temperature
-        self.left = left
-        # B shares one module for both roles; C holds a second, identical copy
-        self.right = {"A": None, "B": left, "C": copy.deepcopy(left)}.get(kind, right)
+        self.threshold, self.left = threshold, left
+        # C never decodes greedily: greedy, it is A (see DEBATE_TEMPERATURE)
+        self.temperature = temperature or (DEBATE_TEMPERATURE if kind == "C" else 0.0)
+        # B and C put one module in both roles: B answers and judges, C debates itself
+        self.right = {"A": None, "B": left, "C": left}.get(kind, right)
 
     def num_params(self):
-        """Distinct parameters: B counts its one lobe once, C and D/F count both lobes."""
+        """Distinct parameters: B and C count their one lobe once, D and F both lobes."""
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
     @torch.no_grad()

@@ -23,12 +23,14 @@ def test_self_reflection_uses_one_set_of_weights():
     assert b.num_params() == left.num_params()
 
 
-def test_homogeneous_pair_is_two_identical_copies():
-    left, _ = lobes()
-    c = System("C", left)
-    assert c.right is not c.left
-    assert all(torch.equal(p, q) for p, q in zip(c.left.parameters(), c.right.parameters()))
-    assert c.num_params() == 2 * left.num_params()
+def test_homogeneous_pair_is_one_lobe_debating_itself_and_can_differ_from_a(sharp_lobe):
+    c, a = System("C", sharp_lobe, idl_limit=4), System("A", sharp_lobe)
+    assert c.right is c.left and c.num_params() == sharp_lobe.num_params()
+    prompts = [f"{i}+{2 * i}" for i in range(16)]
+    torch.manual_seed(0)
+    d = c.answer(prompts, 4)
+    # both seats sample, so they can disagree at loop 1 and go on talking: C is not A
+    assert max(d.loops) > 1 and d.final != a.answer(prompts, 4).final
 
 
 def test_every_system_reports_parameters_and_compute():
