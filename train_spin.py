@@ -89,6 +89,7 @@ class Rejected(NamedTuple):
 class Judged(NamedTuple):
     """An answer the right lobe learns to judge (Alg 3 line 13), labelled by the checker."""
     prompt: str
+    y_true: str    # the prompt's y_true, line 13's positive paired with this sample
     answer: str
     ok: float      # 1.0 if correct
     loop: int
@@ -110,7 +111,7 @@ def self_play(left_t, right_t, task, pairs, cfg):
     for (p, y), attempts in zip(pairs, d.attempts):
         for j, a in enumerate(attempts):
             ok = task.check(p, a)
-            judged.append(Judged(p, a, ok, j))
+            judged.append(Judged(p, y, a, ok, j))
             # a correct generation is no "rejected" answer: skip it (SPIN's margin would be 0)
             if not ok:
                 rejected.append(Rejected(p, y, a, j))
@@ -162,11 +163,18 @@ def spin_step(left, data, ref, idx, cfg):
     return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
 
 
-def right_step(right, judged, cfg, rng):
-    """Alg 3 line 13: BCE (eq 7) on y_true (label 1) against the IDL samples, labelled by the
-    checker, weighted over IDL loops by eq 9 when pavlov_lambda > 0. Every rank draws the same
-    batch and scores its share (ranks.shard)."""
-    batch = shard(rng.sample(judged, min(cfg.batch_size, len(judged))))
+def critic_batch(judged, batch_size, rng):
+    """Alg 3 line 13 pairs every IDL sample with its prompt's y_true: -log y_right_true
+    - log(1 - y_right). So half a batch is drawn samples, the other half their y_true (label 1)."""
+    drawn = rng.sample(judged, min(max(batch_size // 2, 1), len(judged)))
+    return [r._replace(answer=r.y_true, ok=1.0) for r in drawn] + drawn
+
+
+def right_step(right, batch, cfg):
+    """Alg 3 line 13: BCE (eq 7) on a critic_batch, the samples labelled by the checker (a correct
+    sample is a positive, not a rejected one), weighted over IDL loops by eq 9 when
+    pavlov_lambda > 0 (y_true weighs 1). Every rank scores its share (ranks.shard)."""
+    batch = shard(batch)
     w_loop = pavlovian_weights(cfg.idl_limit + 1, cfg.pavlov_lambda) * (cfg.idl_limit + 1)
     seqs = [prompt_ids(r.prompt) + answer_ids(r.answer) for r in batch]
     dev = right.wte.weight.device
@@ -233,9 +241,7 @@ def main(cfg: Config):
                 optimize(left, opt_left, loss_left, cfg.grad_clip)
             # LOOP LOGIC: Alg 3 line 13, the right lobe's BCE on y_true vs all IDL samples
             with autocast(device):
-                truths = [Judged(p, y, 1.0, 0)
-                          for p, y in rng.sample(pairs, min(len(pairs), cfg.batch_size // 2))]
-                loss_right = right_step(right, judged + truths, cfg, rng)
+                loss_right = right_step(right, critic_batch(judged, cfg.batch_size, rng), cfg)
             optimize(right, opt_right, loss_right, cfg.grad_clip)
             stats.append(averaged([loss_spin.item(), margin.mean().item(), lp[0].item(),
                                    lp[1].item(), loss_right.item()]))  # the whole batch's

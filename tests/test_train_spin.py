@@ -1,5 +1,6 @@
 """SPIN (train_spin.py, Alg 3): ln 2 at each iteration's start, a frozen opponent, data windows, smoke run."""
 import math
+import random
 
 import pytest
 import torch
@@ -58,3 +59,14 @@ def test_pair_ids_cut_both_answers_after_the_first_difference():
     chosen, rejected = train_spin.pair_ids("74", "749", truncate=True)  # differs at y_true's <|eos|>
     assert chosen == answer_ids("74") and rejected == answer_ids("749")[:3]
     assert train_spin.pair_ids("7498", "7438", truncate=False) == (answer_ids("7498"), answer_ids("7438"))
+
+
+def test_critic_batch_pairs_every_sample_with_its_y_true():
+    # Alg 3 line 13: -log y_right_true - log(1 - y_right) for every IDL sample, so y_true is half
+    # of what the right lobe reads, each next to a sample of its own prompt
+    judged = [train_spin.Judged(f"{i}+{i}", str(2 * i), str(2 * i + j), float(j == 0), j)
+              for i in range(100) for j in range(4)]
+    batch = train_spin.critic_batch(judged, 64, random.Random(0))
+    truths, samples = batch[:32], batch[32:]
+    assert len(samples) == 32 and all(r in judged for r in samples)
+    assert [(t.prompt, t.answer, t.ok) for t in truths] == [(s.prompt, s.y_true, 1.0) for s in samples]
