@@ -13,6 +13,7 @@ eq 2's KL to the warm start:
                  advantage = reward - baseline, + kl_coef * KL to the warm start (eq 2)
                                                                       lines 19-20, 28
         §5.4: while the critic is not satisfied (capped): sample again, score, update the left lobe
+              with the critic's score as reward (step 2(d); --self_play_reward=checker: the checker)
 
 Reward: the checker's 0/1 (an external reward, the NOTE after eq 8: where one exists, use it) or
 the critic's probability D alone (--reward=critic, eq 8 as printed). Baseline: the mean reward of
@@ -78,6 +79,8 @@ class Config(Checked):
                                   #   actor updates per critic update overfit the actor to
                                   #   the minibatch
     satisfied: Prob = 0.9         # §5.4: the critic is satisfied when its mean score is >= this
+    self_play_reward: str = "critic"  # §5.4's reward: critic (step 2(d): the critic's score, as
+                                  #   --reward=critic) | checker (as --reward=checker)
     pavlov_lambda: Decay = 0.0    # eq 9 decay over y_true's prefixes and IDL loops (0 = plain eq 7)
     lr_left: PosFloat = 1e-5      # left lobe (actor) AdamW learning rate: gentle on an SFT lobe
     lr_right: PosFloat = 1e-4     # right lobe (critic) AdamW learning rate
@@ -89,8 +92,9 @@ class Config(Checked):
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
 
     def check(self):
-        if self.reward not in ("checker", "critic"):
-            raise UsageError(f"--reward must be checker or critic, got {self.reward!r}")
+        for k in ("reward", "self_play_reward"):
+            if getattr(self, k) not in ("checker", "critic"):
+                raise UsageError(f"--{k} must be checker or critic, got {getattr(self, k)!r}")
         try:
             reward_transform(torch.zeros(1), self.reward_transform)
         except ValueError as e:
@@ -115,9 +119,10 @@ def attempts_of(d):
             for i, p in enumerate(d.prompts) for j in range(len(d.tokens[i]))]
 
 
-def rewards_of(task, prompts, answers, p_right, cfg):
-    """The reward of each answer: the checker's 0/1, or the critic's probability D transformed."""
-    if cfg.reward == "checker":
+def rewards_of(task, prompts, answers, p_right, cfg, reward=None):
+    """The reward of each answer: the checker's 0/1, or the critic's probability D transformed
+    (reward: checker | critic, default cfg.reward)."""
+    if (reward or cfg.reward) == "checker":
         return torch.tensor([task.check(p, a) for p, a in zip(prompts, answers)])
     return reward_transform(torch.as_tensor(p_right, dtype=torch.float32), cfg.reward_transform)
 
@@ -180,8 +185,10 @@ def self_play(left, right, ref, opt_left, task, prompts, cfg):
         left.train()
         if averaged(p_right.mean()) >= cfg.satisfied:          # the critic is satisfied: stop
             return rounds
-        adv = advantages(rewards_of(task, prompts, answers, p_right, cfg), rows, cfg.group)
-        actor_update(left, opt_left, ref, make_rollout(left, ctx, actions, adv, cfg), cfg)
+        # step 2(d): the policy gradient weighs log pi by the critic's score (self_play_reward)
+        r = rewards_of(task, prompts, answers, p_right, cfg, cfg.self_play_reward)
+        actor_update(left, opt_left, ref, make_rollout(left, ctx, actions,
+                                                       advantages(r, rows, cfg.group), cfg), cfg)
     return cfg.self_play_max
 
 

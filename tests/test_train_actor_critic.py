@@ -55,7 +55,26 @@ def test_task_critic_loss_plain_is_eq7_on_whole_answers(tiny_lobe):
     torch.testing.assert_close(loss, want)
 
 
+@pytest.mark.parametrize("self_play_reward", ["critic", "checker"])
+def test_self_play_updates_with_the_critics_score_by_default(sharp_lobe, tiny_lobe, monkeypatch,
+                                                             self_play_reward):
+    # §5.4 step 2(d): grad log pi(x_left | x) * y_right, the critic's score, whatever --reward is
+    seen, spoken, speak = [], [], ac.speak
+    monkeypatch.setattr(ac, "advantages", lambda r, rows, group: seen.append(r) or r)
+    monkeypatch.setattr(ac, "speak", lambda *a: spoken.append(speak(*a)) or spoken[-1])
+    monkeypatch.setattr(ac, "actor_update", lambda *a, **k: None)
+    cfg = ac.Config(reward="checker", self_play_max=1, satisfied=1.0, group=1, max_new_tokens=4,
+                    **({} if self_play_reward == "critic" else dict(self_play_reward="checker")))
+    prompts = ["12+3", "4+5"]
+    assert ac.self_play(sharp_lobe, tiny_lobe, None, None, load_task("addition"), prompts, cfg) == 1
+    answers = spoken[0][0]
+    p = torch.sigmoid(tiny_lobe.score([prompt_ids(q) + answer_ids(a)
+                                       for q, a in zip(prompts, answers)]))
+    want = p if self_play_reward == "critic" else torch.zeros(2)  # a random lobe never adds right
+    torch.testing.assert_close(seen[0].float(), want.float())
+
+
 def test_bad_options_are_one_line_usage_errors():
-    for bad in (dict(reward="thumbs"), dict(reward_transform="exp")):
+    for bad in (dict(reward="thumbs"), dict(reward_transform="exp"), dict(self_play_reward="x")):
         with pytest.raises(UsageError):
             ac.Config(**bad)                  # checked as it is built
