@@ -8,22 +8,25 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
         so about 3% fewer parameters than the pair (the paper's protocol: compare at equal size)
     B   one lobe answers and scores its own answers (self-reflection; the pair's right lobe,
         which train_sft teaches both to speak and to judge)
-    C   two copies of the left lobe, tall dialogue (homogeneous pair)
+    C   the left lobe in both seats of the tall dialogue, each seat sampling (multi-agent debate;
+        greedy, it would answer what A answers: sln.DEBATE_TEMPERATURE)
     D   left and right lobe, tall dialogue (tall SLN, Figure 3)
     E   wide SLN (Figure 4)                   G   lateralized wide SLN
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
 
 For every task and seed it trains what is missing: a pair of lobes (A-D, F) and a single GPT as
-large as the pair (A=) with train_sft.main and, where WIDE below has a recipe (all but word
-problems), a wide SLN (E, G) with train_wide.main; checkpoints under out_dir are reused if they
-follow the same recipe, and an interrupted one resumes. Then it measures exact match, IDL loops,
-forward passes and generated tokens per answer, and for tic-tac-toe the exact loss rate against the
-perfect player from each seat (games/tictactoe.py, every reply enumerated). Writes
-results/results.json, results/table.md, plots when matplotlib is installed, and the Table 1 section
-of results/README.md.
+large as the pair (A=) with train_sft.main, and a wide SLN (E, G) with train_wide.main, all three
+under the task's one BUDGET below; checkpoints under out_dir are reused if they follow the same
+recipe, and an interrupted one resumes. Then it measures, on the same problems for every system,
+exact match, IDL loops, forward passes and generated tokens per answer, and for tic-tac-toe the
+exact loss rate against the perfect player from each seat (games/tictactoe.py, every reply
+enumerated). A claim is "held" only when the difference of the means exceeds the larger standard
+deviation over seeds: one rule for accuracy and compute alike. Writes results/results.json,
+results/table.md, plots when matplotlib is installed, and the Table 1 section of
+results/README.md.
 
     $ python evaluate.py --quick      # one seed, small models, short training: a look in minutes
-    $ python evaluate.py              # the full run (each task's train_sft recipe below)
+    $ python evaluate.py              # the full run (each task's BUDGET below)
     $ python evaluate.py --ckpt=out/spin/ckpt.pt --systems=A,B,F   # one pair checkpoint of yours
 """
 import contextlib
@@ -40,7 +43,9 @@ import torch
 
 import train_sft
 import train_wide
-from common import Checked, PosInt, Prob, UsageError, get_device, load_checkpoint, load_task, run
+from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoint, load_task, run,
+                    seed_everything)
+from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids
 from measure import evaluate_system
@@ -68,23 +73,23 @@ class Config(Checked):
     device: str = "auto"              # auto | cpu | cuda | mps
 
 
-# train_sft settings per task for the full run (the rest are train_sft's defaults), and what
-# --quick changes on top of them. Each model below is one train_sft run per task and seed.
-RECIPES = {"addition": {}, "parity": {}, "tictactoe": {},
-           "wordproblems": {"max_iters": 1000, "batch_size": 32, "n_eval": 200,
-                            "eval_interval": 250}}
-# train_wide settings for the wide SLN. E and G run on the tasks that have one (a task without a
-# recipe here gets no E and G rows)
-WIDE = {"parity": {"n_embd": 64, "max_iters": 1500, "eval_interval": 500, "window": 3,
-                   "train_loops": 10, "max_loops": 20, "halt_prior": 0.2, "halt_beta": 0.1,
-                   "loop_weight": 1.0, "grow_iters": 600},
-        "addition": {"max_iters": 800, "eval_interval": 400, "train_loops": 6, "max_loops": 8,
-                     "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0}}
-WIDE["tictactoe"] = WIDE["addition"]
-QUICK = {"pair": {"n_layer": 2, "n_embd": 64, "max_iters": 600, "batch_size": 32, "n_eval": 100,
-                  "eval_interval": 600},
-         "wide": {"n_embd": 64, "max_iters": 500, "grow_iters": 200, "n_eval": 100,
-                  "eval_interval": 500}}
+# One training budget per task for every model trained on it -- the pair (A-D, F), the single GPT
+# (A=) and the wide SLN (E, G): the same steps, batch, train data and length curriculum, so what
+# differs is the architecture alone (the rest are train_sft's and train_wide's defaults).
+BUDGET = {"addition": {}, "tictactoe": {},
+          "parity": {"max_iters": 1500, "grow_iters": 600},
+          "wordproblems": {"max_iters": 1000, "batch_size": 32}}
+# The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
+# deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
+# loops to supervise.
+WIDE = {"parity": {"n_embd": 64, "window": 3, "train_loops": 10, "max_loops": 20,
+                   "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0},
+        "addition": {"train_loops": 6, "max_loops": 8, "halt_prior": 0.2, "halt_beta": 0.1,
+                     "loop_weight": 1.0}}
+WIDE["tictactoe"] = WIDE["wordproblems"] = WIDE["addition"]
+# what --quick changes: a shorter budget (a curriculum shrinks with it) and smaller models
+QUICK = {"budget": {"max_iters": 600, "batch_size": 32},
+         "pair": {"n_layer": 2, "n_embd": 64}, "wide": {"n_embd": 64}}
 # which checkpoint each system is built from
 MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}
 SAME_MODEL = ("device", "init_from", "out_dir", "eval_interval", "n_eval",
@@ -103,15 +108,26 @@ def systems_on(task, kinds):
     return [k for k in kinds if model_of(k) != "wide" or task in WIDE]
 
 
+def budget(cfg, task):
+    """The task's training budget, shortened by --quick (a curriculum in proportion)."""
+    b = {"max_iters": train_sft.Config.max_iters, **BUDGET[task]}
+    if cfg.quick:
+        q = QUICK["budget"]
+        b = {**b, **q, "grow_iters": b.get("grow_iters", 0) * q["max_iters"] // b["max_iters"]}
+    return b
+
+
 def train(cfg, task, seed, model):
     """The checkpoint of one model for (task, seed): trained by train_sft (train_wide for the wide
     SLN) if missing or unfinished. Its log goes to <its out_dir>/train.log; one line is printed
     here."""
     script = train_wide if model == "wide" else train_sft
-    over = {**RECIPES[task], **(WIDE[task] if model == "wide" else {})}
-    over.update(QUICK["wide" if model == "wide" else "pair"] if cfg.quick else {})
+    arch = WIDE[task] if model == "wide" else {}
+    arch = {**arch, **QUICK["wide" if model == "wide" else "pair"]} if cfg.quick else arch
+    b = budget(cfg, task)  # evaluated (and checkpointed, to resume from) halfway and at the end
     sft = script.Config(task=task, seed=seed, device=cfg.device, out_dir=os.path.join(
-        cfg.out_dir, task, f"seed{seed}", model), **over)
+        cfg.out_dir, task, f"seed{seed}", model), eval_interval=max(1, b["max_iters"] // 2),
+        n_eval=min(cfg.n_eval, 200), **b, **arch)
     if model == "single":  # the pair's blocks in one lobe; its (unused) right lobe is one block
         sft = dataclasses.replace(sft, n_layer=2 * sft.n_layer, right_n_layer=1)
     path = os.path.join(sft.out_dir, "ckpt.pt")
@@ -136,6 +152,11 @@ def train(cfg, task, seed, model):
     return path
 
 
+def train_minutes(path):
+    """The minutes a checkpoint's own training clock counted (0 when it kept none)."""
+    return load_checkpoint(path).get("results", {}).get("minutes", 0.0)
+
+
 def build(kind, path, cfg, device):
     """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint)."""
     kw = dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold)
@@ -144,22 +165,35 @@ def build(kind, path, cfg, device):
 
 
 @torch.no_grad()
-def tictactoe_losses(system):
+def tictactoe_losses(system, task=None):
     """The exact probability that the system loses to the perfect player, as X and as O:
     games.tictactoe.exact_outcome plays out every optimal reply and asks the system (greedy) for its
-    move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule)."""
+    move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule).
+    With the task, also the share of those positions that lie in its train split: these games are
+    not a held-out measure."""
+    asked = []
+
     @functools.lru_cache(maxsize=None)
     def move(board):
+        asked.append(board)
         m = read_move(system.answer([to_prompt(board)], 4).final[0])
         return -1 if m is None else m
-    return [float(exact_outcome(move, seat)["loss"]) for seat in (0, 1)]
+    r = {f"loss_as_{side}": float(exact_outcome(move, seat)["loss"])
+         for seat, side in enumerate("xo")}
+    if task:
+        train = set(task_positions(False))  # then split by hash between train and test
+        r["in_train"] = sum(b in train and task.split_of(to_prompt(b)) == "train"
+                            for b in asked) / max(1, len(asked))
+    return r
 
 
 def measure(system, task, splits, max_new):
-    """{'test': metrics, 'ood': metrics} (sln.evaluate_system), plus loss rates for tic-tac-toe."""
-    r = {s: evaluate_system(system, task, pairs, max_new) for s, pairs in splits.items()}
+    """{'test': metrics, 'ood': metrics} (measure.evaluate_system) with each split's n, plus loss
+    rates for tic-tac-toe."""
+    r = {s: {**evaluate_system(system, task, pairs, max_new), "n": len(pairs)}
+         for s, pairs in splits.items()}
     if task.name == "tictactoe":
-        r["loss_as_x"], r["loss_as_o"] = tictactoe_losses(system)
+        r.update(tictactoe_losses(system, task))
     return r
 
 
@@ -193,18 +227,24 @@ def fmt(ms, pct=True):
 
 
 def task_table(task, systems):
-    """One markdown table: a row per system, mean ± sd over seeds."""
-    ttt = "loss_as_x" in next(iter(systems.values()))
-    head = ["system", "params", "test", "ood", "loops test", "loops ood", "passes ood",
-            "tokens ood"]
-    head += ["loses as X", "loses as O"] if ttt else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """One markdown table: a row per system, mean ± sd over seeds, under a line giving the real
+    number of problems per split. *train min* is the training minutes of the model a system is
+    built from (A-D and F share one pair)."""
+    first = next(iter(systems.values()))
+    ttt = "loss_as_x" in first
+    head = ["system", "params", "train min", "test", "ood", "loops test", "loops ood",
+            "passes ood", "tokens ood"]
+    head += ["loses as X", "loses as O", "their positions in train"] if ttt else []
+    lines = [f"n = {first['test.n'][0]:.0f} test and {first['ood.n'][0]:.0f} ood problems per "
+             "seed" + ("; the games against the perfect player pass mostly through positions "
+                       "of the train split (last column): they are not held out" if ttt else ""),
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in systems.items():
         label = f"{name} {SYSTEMS[name[0]]}" + (" (equal size)" if name == "A=" else "")
-        row = [label, f"{s['params'][0]:,.0f}", fmt(s["test.acc"]), fmt(s["ood.acc"]),
-               fmt(s["test.loops"], False), fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}",
-               f"{s['ood.tokens'][0]:.1f}"]
-        row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"])] if ttt else []
+        row = [label, f"{s['params'][0]:,.0f}", f"{s['train_minutes'][0]:.1f}",
+               fmt(s["test.acc"]), fmt(s["ood.acc"]), fmt(s["test.loops"], False),
+               fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}", f"{s['ood.tokens'][0]:.1f}"]
+        row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"]), fmt(s["in_train"])] if ttt else []
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -214,19 +254,21 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
           ("D", "A=", "a tall SLN beats a single GPT of the same size (line 105)"),
           ("G", "A=", "a lateralized wide SLN beats a single GPT of the same size (line 105)"),
           ("E", "A=", "a wide SLN beats a single GPT of the same size (line 105)"),
-          ("D", "C", "two jointly trained, different lobes beat two copies of one (line 103)"),
+          ("D", "C", "two jointly trained, different lobes beat one lobe debating itself "
+                     "(line 103)"),
           ("F", "B", "a separate right lobe judges better than self-reflection (line 103)")]
 
 
-def verdict(a, b, seeds=3):
-    """'held' when a's mean beats b's by more than the larger seed spread, 'reversed' when it loses
-    by that much, else 'within the spread' (with 3 seeds, nothing finer is honest; with one, no
-    verdict)."""
+def verdict(a, b, seeds=3, pct=True):
+    """The one rule for every claim: 'held' when a's mean beats b's by more than the larger
+    standard deviation over seeds, 'reversed' when it loses by that much, else 'within the
+    spread' (with 3 seeds, nothing finer is honest; with one, no verdict). a, b: [mean, sd]."""
     diff, spread = a[0] - b[0], max(a[1], b[1])
+    d = f"{diff:+.1%}" if pct else f"{diff:+.2f}"
     if seeds < 2:
-        return f"{diff:+.1%} (one seed: no spread to judge by)"
-    return f"{diff:+.1%}, " + ("held" if diff > spread else
-                               "reversed" if diff < -spread else "within the spread")
+        return f"{d} (one seed: no spread to judge by)"
+    return f"{d}, " + ("held" if diff > spread else
+                       "reversed" if diff < -spread else "within the spread")
 
 
 def claims(summary, seeds=3):
@@ -237,15 +279,13 @@ def claims(summary, seeds=3):
                  for task, s in summary.items() if a in s and b in s for split in ("test", "ood")]
         if parts:
             lines.append(f"- *{words}*: {a} − {b}: " + "; ".join(parts) + ".")
-    for k in "FEG":  # the systems whose loop count is theirs to choose
-        rows = [(task, s[k]["test.loops"][0], s[k]["ood.loops"][0])
-                for task, s in summary.items() if k in s]
-        if rows:
-            held = all(o > t for _, t, o in rows)
-            lines.append(f"- *an SLN adapts its compute to the difficulty of the problem "
-                         f"(line 99)*: {k}'s mean loops, test → ood: "
-                         + "; ".join(f"{task} {t:.2f} → {o:.2f}" for task, t, o in rows)
-                         + (": held." if held else ": did not hold on every task."))
+    for k in "FEG":  # the systems whose loop count is theirs to choose; ood problems are harder
+        parts = [f"{task} {s[k]['test.loops'][0]:.2f} → {s[k]['ood.loops'][0]:.2f}, "
+                 + verdict(s[k]["ood.loops"], s[k]["test.loops"], seeds, pct=False)
+                 for task, s in summary.items() if k in s]
+        if parts:
+            lines.append("- *an SLN adapts its compute to the difficulty of the problem "
+                         f"(line 99)*: {k}'s mean loops, test → ood: " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -298,8 +338,8 @@ def write_results(cfg, command, runs, minutes, trained):
           f"torch {meta['torch']}, plus {meta['train_minutes']} minutes of training for its "
           f"{sum(len(s) for s in runs.values())} task-seed cells (the checkpoints' own training "
           "clocks; a run reuses the checkpoints it finds), seeds "
-          f"{cfg.seeds} (mean ± standard deviation over seeds), {cfg.n_eval} "
-          "problems per split.\n\n"
+          f"{cfg.seeds} (mean ± standard deviation over seeds), at most {cfg.n_eval} "
+          "problems per split (a task's n is under its name).\n\n"
           + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}"
                         for task, systems in summary.items())
           + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n"
@@ -337,8 +377,11 @@ def one_checkpoint(cfg, kinds, device):
     max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
     run_ = {}
     for k in kinds:
-        system = build(k, cfg.ckpt_equal if k == "A=" else cfg.ckpt, cfg, device)
-        run_[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
+        path = cfg.ckpt_equal if k == "A=" else cfg.ckpt
+        system = build(k, path, cfg, device)
+        seed_everything(int(cfg.seeds.split(",")[0]))
+        run_[k] = {"params": system.num_params(), "train_minutes": train_minutes(path),
+                   **measure(system, task, splits, max_new)}
     print(task_table(task.name, summarise({task.name: {"one": run_}})[task.name]))
     return run_
 
@@ -368,8 +411,8 @@ def main(cfg: Config):
     if cfg.ckpt:
         return one_checkpoint(cfg, kinds, device)
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
-    if not tasks or any(t not in RECIPES for t in tasks):
-        raise UsageError(f"--tasks takes a comma-separated list of {', '.join(RECIPES)}, "
+    if not tasks or any(t not in BUDGET for t in tasks):
+        raise UsageError(f"--tasks takes a comma-separated list of {', '.join(BUDGET)}, "
                          f"got {cfg.tasks!r}")
     try:
         seeds = [int(s) for s in cfg.seeds.split(",")]
@@ -387,13 +430,16 @@ def main(cfg: Config):
             runs.setdefault(name, {})[str(seed)] = r = {}
             for k in here:
                 system = build(k, paths[model_of(k)], cfg, device)
-                r[k] = {"params": system.num_params(), **measure(system, task, splits, max_new)}
+                seed_everything(seed)  # C samples: the same draws on every run
+                r[k] = {"params": system.num_params(),
+                        "train_minutes": train_minutes(paths[model_of(k)]),
+                        **measure(system, task, splits, max_new)}
             print(f"{name} seed {seed}: "
                   + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
                               for k, v in r.items()) + " (test/ood)", flush=True)
     used = {os.path.join(cfg.out_dir, t, f"seed{s}", model_of(k), "ckpt.pt")
             for t in tasks for s in seeds for k in systems_on(t, kinds)}
-    trained = sum(load_checkpoint(p).get("results", {}).get("minutes", 0.0) for p in used)
+    trained = sum(train_minutes(p) for p in used)
     write_results(cfg, command, runs, (time.time() - t0) / 60, trained)
     return runs
 

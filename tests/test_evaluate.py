@@ -10,10 +10,10 @@ from common import UsageError, save_lobes
 from lobes import Lobe, LobeConfig
 
 
-def fake_run(acc_a, acc_f, loops_f):
-    split = lambda acc, loops: {"acc": acc, "loops": loops, "passes": 10 * loops, "tokens": 9 * loops}
-    return {"A=": {"params": 100, "test": split(acc_a, 1), "ood": split(acc_a / 2, 1)},
-            "F": {"params": 104, "test": split(acc_f, 1), "ood": split(acc_f / 2, loops_f)}}
+def fake_run(acc_a, acc_f, loops_f, n_test=223):
+    split = lambda acc, loops, n: {"acc": acc, "loops": loops, "passes": 10 * loops, "tokens": 9 * loops, "n": n}
+    return {"A=": {"params": 100, "train_minutes": 2.0, "test": split(acc_a, 1, n_test), "ood": split(acc_a / 2, 1, 500)},
+            "F": {"params": 104, "train_minutes": 3.0, "test": split(acc_f, 1, n_test), "ood": split(acc_f / 2, loops_f, 500)}}
 
 
 def test_summary_table_and_claims_on_a_fake_result_set():
@@ -22,13 +22,21 @@ def test_summary_table_and_claims_on_a_fake_result_set():
     assert s["A="]["test.acc"] == pytest.approx([0.6, 0.1414214])   # sd of (0.5, 0.7), n - 1 in the denominator
     assert s["F"]["ood.loops"] == pytest.approx([3.5, 0.7071068])
     table = evaluate.task_table("addition", s)
-    assert "| A= single GPT (equal size) | 100 | 60.0% ± 14.1% | 30.0% ± 7.1% | 1.00 | 1.00 | 10.0 | 9.0 |" in table
-    assert "| F lateralized tall SLN | 104 | 80.0% ± 14.1% | 40.0% ± 7.1% | 1.00 | 3.50 ± 0.71 | 35.0 | 31.5 |" in table
+    assert table.startswith("n = 223 test and 500 ood problems per seed\n")     # the real n of each split
+    assert "| A= single GPT (equal size) | 100 | 2.0 | 60.0% ± 14.1% | 30.0% ± 7.1% | 1.00 | 1.00 | 10.0 | 9.0 |" in table
+    assert "| F lateralized tall SLN | 104 | 3.0 | 80.0% ± 14.1% | 40.0% ± 7.1% | 1.00 | 3.50 ± 0.71 | 35.0 | 31.5 |" in table
     text = evaluate.claims({"addition": s})
     # F - A= = +20 points on test, more than the 14.1-point spread; +10 on ood, more than 7.1: both held
     assert "F − A=: addition test +20.0%, held; addition ood +10.0%, held." in text
-    assert "F's mean loops, test → ood: addition 1.00 → 3.50: held." in text
+    # loops ood - test = 2.50 > the 0.71 spread: held by the same rule as accuracy
+    assert "F's mean loops, test → ood: addition 1.00 → 3.50, +2.50, held." in text
     assert "D − A=" not in text                                     # no D in the runs: no claim about it
+
+
+def test_compute_claims_obey_the_same_spread_rule_as_accuracy():
+    # the wide SLN on parity: 5.07 ± 0.24 loops in distribution, 5.19 ± 0.32 ood: +0.12 < 0.32
+    s = {"parity": {"E": {"test.loops": [5.07, 0.24], "ood.loops": [5.19, 0.32]}}}
+    assert "E's mean loops, test → ood: parity 5.07 → 5.19, +0.12, within the spread." in evaluate.claims(s)
 
 
 def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
@@ -38,9 +46,23 @@ def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
 
 
 def tiny_recipe(monkeypatch):
-    tiny = dict(n_head=2, n_embd=32, max_iters=2, batch_size=4, n_eval=4, eval_interval=2)
-    monkeypatch.setattr(evaluate, "QUICK", {"pair": dict(tiny, n_layer=2),
+    tiny = dict(n_head=2, n_embd=32)
+    monkeypatch.setattr(evaluate, "QUICK", {"budget": dict(max_iters=2, batch_size=4), "pair": dict(tiny, n_layer=2),
                                             "wide": dict(tiny, n_expert=1, train_loops=2, max_loops=3)})
+
+
+def test_every_model_of_a_task_trains_under_one_budget():
+    # the pair, the single GPT and the wide SLN: the same steps, batch and curriculum (parity's too)
+    for quick in (False, True):
+        cfg = evaluate.resolve(evaluate.Config(quick=quick))
+        for task in evaluate.BUDGET:
+            seen = set()
+            for model in evaluate.MODELS:
+                script = evaluate.train_wide if model == "wide" else evaluate.train_sft
+                c = script.Config(**evaluate.budget(cfg, task))
+                seen.add((c.max_iters, c.batch_size, c.grow_iters))
+            assert len(seen) == 1, (task, seen)
+    assert evaluate.budget(evaluate.resolve(evaluate.Config(quick=True)), "parity")["grow_iters"] == 240
 
 
 def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, monkeypatch, capsys):
@@ -54,7 +76,8 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     runs = evaluate.main(cfg)
     assert set(runs) == {"addition", "tictactoe"} and set(runs["addition"]) == {"0", "1"}
     for name, r in runs["tictactoe"]["1"].items():
-        assert 0 <= r["loss_as_x"] <= 1 and 0 <= r["loss_as_o"] <= 1
+        assert 0 <= r["loss_as_x"] <= 1 and 0 <= r["loss_as_o"] <= 1 and 0 <= r["in_train"] <= 1
+        assert r["train_minutes"] > 0 and r["test"]["n"] == 6
         assert 1 <= r["ood"]["loops"] <= {"A": 1}.get(name[0], 2)
     assert "E" not in runs["tictactoe"]["1"]                          # no wide recipe for it here: no E, G
     assert 1 <= runs["addition"]["1"]["G"]["ood"]["loops"] <= 3
@@ -71,7 +94,7 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     again = evaluate.main(cfg)                      # every checkpoint is there: nothing is trained twice
     assert "trained addition" not in capsys.readouterr().out
     assert again["addition"]["0"]["F"]["test"] == runs["addition"]["0"]["F"]["test"]
-    monkeypatch.setitem(evaluate.QUICK["pair"], "max_iters", 3)  # a changed recipe never reuses an old checkpoint
+    monkeypatch.setitem(evaluate.QUICK["budget"], "batch_size", 3)  # a changed recipe never reuses an old checkpoint
     with pytest.raises(UsageError, match="another recipe"):
         evaluate.main(cfg)
 
@@ -105,12 +128,20 @@ class Scripted:
 
 
 def test_tictactoe_loss_rates_are_exact():
-    from games.tictactoe import from_prompt, moves, optimal_moves
-    assert evaluate.tictactoe_losses(Scripted(lambda p: str(optimal_moves(from_prompt(p))[0] + 1))) == [0.0, 0.0]
-    assert evaluate.tictactoe_losses(Scripted(lambda p: "no idea")) == [1.0, 1.0]      # unreadable: forfeit
+    from games.tictactoe import from_prompt, moves, optimal_moves, to_prompt
+    from data import get_task
+    from data.tasks import task_positions
+    task = get_task("tictactoe")
+    perfect = evaluate.tictactoe_losses(Scripted(lambda p: str(optimal_moves(from_prompt(p))[0] + 1)), task)
+    assert (perfect["loss_as_x"], perfect["loss_as_o"]) == (0.0, 0.0)
+    # the games are not held out: most of the positions they reach with >= 4 marks are train positions
+    train = [b for b in task_positions(False) if task.split_of(to_prompt(b)) == "train"]
+    assert 0.3 < perfect["in_train"] < 1 and len(train) > 0.85 * len(task_positions(False))
+    lost = evaluate.tictactoe_losses(Scripted(lambda p: "no idea"))      # unreadable: forfeit
+    assert (lost["loss_as_x"], lost["loss_as_o"]) == (1.0, 1.0) and "in_train" not in lost
     # the first free cell, always: X fills 1, 2, 3 ... and the perfect O wins; as O it loses too
     first = evaluate.tictactoe_losses(Scripted(lambda p: str(moves(from_prompt(p))[0] + 1)))
-    assert first[0] == 1.0 and first[1] == 1.0
+    assert first["loss_as_x"] == 1.0 and first["loss_as_o"] == 1.0
 
 
 def test_quick_writes_its_own_folders_one_seed_and_leaves_the_readme_alone():
