@@ -1,8 +1,9 @@
 """
 Plumbing every script shares, written once: typed `--key=value` config, device and dtype, seeding,
 atomic checkpoints with RNG state, metrics (tqdm + out_dir/metrics.jsonl, wandb when asked), the
-one-line error for bad input, and joining torchrun's process group (the rank helpers are in
-ranks.py). Nothing here is an idea from the paper.
+one-line error for bad input (exit 2) and for a loss gone nan or inf (exit 1), and joining
+torchrun's process group (the rank helpers are in ranks.py). Nothing here is an idea from the
+paper.
 
 A script declares a @dataclass Config(Checked) with a comment per field (its type may carry a
 rule: PosInt, PosFloat, Prob, Decay) and ends with
@@ -23,6 +24,7 @@ import os
 import random
 import re
 import sys
+import tempfile
 from contextlib import contextmanager, nullcontext
 from typing import Annotated, get_type_hints
 
@@ -36,6 +38,11 @@ from ranks import average_gradients, barrier, rank
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2, never a stack trace."""
+
+
+class Diverged(FloatingPointError):
+    """A loss or gradient turned nan or inf (Logger.tick): printed as one line, exit code 1. run()
+    treats any FloatingPointError so: lobes.py raises one when a lobe's logits are no numbers."""
 
 
 # -----------------------------------------------------------------------------
@@ -145,16 +152,16 @@ def check_config(cfg):
 
 def run(main, cls, gpu_preset=None, argv=None):
     """The entry point of every script: parse, print the config, run (under torchrun: inside the
-    process group, see distributed), and turn UsageError into exit 2."""
+    process group, see distributed), and turn UsageError into exit 2, Diverged into exit 1."""
     try:
         cfg = parse_config(cls, sys.argv[1:] if argv is None else argv, gpu_preset)
         with distributed(cfg):                         # under torchrun: join the process group
             print("config:", json.dumps(dataclasses.asdict(cfg)))
             return main(cfg)
-    except UsageError as e:
+    except (UsageError, FloatingPointError) as e:
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # under torchrun: once per machine
             print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1 if isinstance(e, FloatingPointError) else 2)
 
 
 def load_task(name):
@@ -234,13 +241,17 @@ def lr_at(step, max_iters, lr, warmup=50, decay=True):
 
 def optimize(model, optimizer, loss, grad_clip=0.0):
     """One update: zero the gradients, backpropagate loss, average the gradients over the ranks
-    (under torchrun), clip the norm (if > 0), step."""
+    (under torchrun), clip the norm (if > 0), step. A nan or inf gradient would make every weight
+    nan, so it skips the step instead: the weights stay the last good ones, and the next
+    Logger.tick stops the run, naming the step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     average_gradients(model)
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+    if torch.isfinite(norm):  # the averaged gradient's norm: every rank decides alike
+        optimizer.step()
+    else:
+        Logger.skipped += 1
 
 
 def set_lr(optimizer, lr):
@@ -324,15 +335,29 @@ def markdown_table(rows, cols):
     return "\n".join(lines)
 
 
+def writable_dir(path, flag="out_dir"):
+    """Make the folder --flag=path and write a file in it now, so that a path that cannot be
+    written is one line and exit 2 at the start, not a traceback at the first checkpoint."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to --{flag}={path}: {e.strerror or e}") from None
+
+
 class Logger:
     """A tqdm bar with the key losses as postfix, every metric appended to out_dir/metrics.jsonl,
-    and wandb when a project name is given (imported only then). Under torchrun only rank 0
-    does any of it: the other ranks' Logger shows, writes and prints nothing."""
+    and wandb when a project name is given (imported only then). tick() stops the run (Diverged)
+    when a loss is nan or inf, before the script can save the step. Under torchrun only rank 0
+    shows, writes and prints: the other ranks' Logger only counts and checks the steps."""
+    skipped = 0  # updates that optimize() skipped for a nan or inf gradient since the last tick
 
     def __init__(self, out_dir, start, total, desc, wandb_project="", config=None):
         self.main = rank() == 0
         if self.main:
-            os.makedirs(out_dir, exist_ok=True)
+            writable_dir(out_dir)
+        self.out_dir, self.step, Logger.skipped = out_dir, start, 0
         self.path = os.path.join(out_dir, "metrics.jsonl")
         self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=False,
                         disable=None if self.main else True)  # off without a TTY, or rank > 0
@@ -355,6 +380,17 @@ class Logger:
             self.wandb.log(metrics, step=step)
 
     def tick(self, **postfix):
+        """One optimisation step done, with its losses: a nan or inf one (or an update optimize
+        skipped) is Diverged, naming the step as the bar counts it, this update included."""
+        self.step += 1
+        bad = [f"{k}={v}" for k, v in postfix.items() if not math.isfinite(v)]
+        if bad or Logger.skipped:
+            self.close()                     # the bar off the terminal: the error is the one line
+            ckpt = os.path.join(self.out_dir, "ckpt.pt")
+            kept = (f"the last good checkpoint, {ckpt}, is kept" if os.path.exists(ckpt) else
+                    "no checkpoint was saved")
+            raise Diverged(f"{bad[0] if bad else 'a gradient was nan or inf'} at step "
+                           f"{self.step}: the run diverged and stopped; {kept}")
         self.bar.update(1)
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
 

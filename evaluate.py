@@ -44,7 +44,7 @@ import torch
 import train_sft
 import train_wide
 from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoint, load_task, run,
-                    seed_everything)
+                    seed_everything, writable_dir)
 from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids
@@ -142,7 +142,7 @@ def train(cfg, task, seed, model):
         if ckpt["step"] >= sft.max_iters:
             return path
         sft = dataclasses.replace(sft, init_from="resume")
-    os.makedirs(sft.out_dir, exist_ok=True)
+    writable_dir(sft.out_dir)
     t0 = time.time()
     with open(os.path.join(sft.out_dir, "train.log"), "a") as f, contextlib.redirect_stdout(f):
         r = script.main(sft)
@@ -331,7 +331,7 @@ def write_results(cfg, command, runs, minutes, trained):
     meta = dict(command=command, hardware=hardware, torch=torch.__version__,
                 minutes=round(minutes, 1), train_minutes=round(trained, 1), seeds=cfg.seeds,
                 date=time.strftime("%Y-%m-%d"))
-    os.makedirs(cfg.results_dir, exist_ok=True)
+    writable_dir(cfg.results_dir, "results_dir")
     with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
         json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
     md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, "
@@ -410,6 +410,8 @@ def main(cfg: Config):
                          f"got {cfg.systems!r}")
     if cfg.ckpt:
         return one_checkpoint(cfg, kinds, device)
+    writable_dir(cfg.out_dir)                         # now, not after hours of training
+    writable_dir(cfg.results_dir, "results_dir")
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
     if not tasks or any(t not in BUDGET for t in tasks):
         raise UsageError(f"--tasks takes a comma-separated list of {', '.join(BUDGET)}, "

@@ -146,6 +146,15 @@ class Block(nn.Module):
 
 
 # -----------------------------------------------------------------------------
+def sample(logits):
+    """One token per row from softmax(logits). Logits that are nan or inf mean the weights have
+    diverged: a FloatingPointError, which a script's run() prints as one line (exit 1)."""
+    try:
+        return torch.multinomial(F.softmax(logits, dim=-1), 1).squeeze(1)
+    except RuntimeError as e:  # "probability tensor contains either inf, nan or element < 0"
+        raise FloatingPointError(f"a lobe's logits are nan or inf: it diverged ({e})") from None
+
+
 class Lobe(nn.Module):
 
     def __init__(self, cfg: LobeConfig):
@@ -254,7 +263,7 @@ class Lobe(nn.Module):
                 logit = logit.masked_fill(logit < kth, -math.inf)
             nxt = logp.argmax(-1)
             if samples:
-                drawn = torch.multinomial(F.softmax(logit, dim=-1), 1).squeeze(1)
+                drawn = sample(logit)
                 nxt = torch.where(greedy, nxt, drawn)
             nxt = torch.where(done, PAD, nxt)
             tokens[:, t] = nxt

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
                     get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
-                    save_lobes, seed_everything)
+                    save_lobes, seed_everything, writable_dir)
 from ranks import averaged, seed_ranks, shard, share
 from idl import lateralized, speak
 from lobes import answer_ids, answer_scores, prompt_ids
@@ -209,6 +209,7 @@ def evaluate(left, right, task, test, ood, cfg):
 def main(cfg: Config):
     t_start = time.time()
     device = get_device(cfg.device)
+    writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     task = load_task(cfg.task)
     cfg, test, ood = eval_splits(cfg, task)
     seed_everything(cfg.seed)

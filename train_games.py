@@ -35,7 +35,7 @@ import torch
 
 from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
                     get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
-                    save_lobes, seed_everything, set_lr)
+                    save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
 from games.tictactoe import (after, exact_outcome, is_over, moves, play_batch, reachable_positions,
                              read_move, to_prompt, winner)
@@ -274,6 +274,7 @@ def evaluate_games(left):
 def main(cfg: Config):
     t_start = time.time()
     device = get_device(cfg.device)
+    writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     seed_everything(cfg.seed)
     left, right, ckpt, path = warm_start(cfg, device)
     ref_path = ckpt.get("ref_path", path)         # a resumed run keeps the one it started from

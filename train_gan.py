@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from common import (Checked, Logger, PosFloat, PosInt, UsageError, autocast, get_device, load_task,
                     make_optimizer, markdown_table, optimize, resume, run, save_lobes,
-                    seed_everything)
+                    seed_everything, writable_dir)
 from data.tokenizer import decode_answer
 from idl import answer_end, one_hot_context, soft_lateralized, soft_score
 from lobes import answer_ids, pad_right, prompt_ids, sequence_logprob, teacher_forced
@@ -223,6 +223,7 @@ def evaluate(left, right, task, test, ood, cfg, temperature=0.0, judge=True):
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     device = get_device(cfg.device)
+    writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     task = load_task(cfg.task)
     cfg, test, ood = eval_splits(cfg, task)
     seed_everything(cfg.seed)

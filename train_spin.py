@@ -30,7 +30,7 @@ import torch
 
 from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
                     get_device, load_task, make_optimizer, markdown_table, optimize, resume, run,
-                    save_lobes, seed_everything)
+                    save_lobes, seed_everything, writable_dir)
 from ranks import averaged, gather, seed_ranks, shard, share
 from idl import lateralized
 from lobes import answer_ids, prompt_ids, sequence_logprob
@@ -193,6 +193,7 @@ def evaluate(left, right, task, test, ood, cfg):
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     device = get_device(cfg.device)
+    writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     task = load_task(cfg.task)
     cfg, test, ood = eval_splits(cfg, task)
     seed_everything(cfg.seed)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from common import UsageError, load_checkpoint, load_state, save_checkpoint
 from data.tokenizer import EOS, PAD, decode_answer, vocab_size
 from idl import Dialogue
-from lobes import Block, KVCache, Lobe, LobeConfig, attention_mask, prompt_ids, rope_table
+from lobes import (Block, KVCache, Lobe, LobeConfig, attention_mask, prompt_ids, rope_table,
+                   sample)
 from losses import load_balancing_loss
 
 
@@ -304,7 +305,7 @@ class WideSLN(nn.Module):
             last = logits[:, -1].float()                            # (B, V)
             nxt = last.argmax(-1)
             if self.temperature > 0:
-                nxt = torch.multinomial(F.softmax(last / self.temperature, -1), 1).squeeze(1)
+                nxt = sample(last / self.temperature)
             for i, token in enumerate(nxt.tolist()):
                 if not done[i]:
                     new[i].append(token)
