@@ -14,6 +14,11 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
     E   wide SLN (Figure 4)                   G   lateralized wide SLN
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
 
+and the baselines an IDL must beat at its budget of forward passes (sln.Sampled): the left lobe
+samples idl_limit answers and keeps the one the right lobe scores highest (best@k), the most
+frequent (vote@k), or any right one (pass@k, an oracle). Beside F, each task also measures the
+right lobe judging the left lobe's own samples (measure.judge): F gains only where it can judge.
+
 For every task and seed it trains what is missing: a pair of lobes (A-D, F) and a single GPT as
 large as the pair (A=) with train_sft.main, and a wide SLN (E, G) with train_wide.main, all three
 under the task's one BUDGET below; checkpoints under out_dir are reused if they follow the same
@@ -48,14 +53,14 @@ from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoi
 from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids
-from measure import evaluate_system
-from sln import SYSTEMS, load_system
+from measure import evaluate_system, judge
+from sln import BASELINES, DEBATE_TEMPERATURE, SYSTEMS, load_system
 
 
 @dataclass
 class Config(Checked):
     tasks: str = "addition,parity,wordproblems,tictactoe"  # comma-separated tasks
-    systems: str = "A,A=,B,C,D,E,F,G"  # comma-separated systems (see the docstring)
+    systems: str = "A,A=,B,C,D,E,F,G,best@k,vote@k,pass@k"  # comma-separated (the docstring)
     seeds: str = "1337,1,2"           # training seeds; the table gives mean ± standard deviation
     quick: bool = False               # one seed, small models, short training (QUICK below);
                                       #   a look, not the table
@@ -91,7 +96,8 @@ WIDE["tictactoe"] = WIDE["wordproblems"] = WIDE["addition"]
 QUICK = {"budget": {"max_iters": 600, "batch_size": 32},
          "pair": {"n_layer": 2, "n_embd": 64}, "wide": {"n_embd": 64}}
 # which checkpoint each system is built from
-MODELS = {"pair": "ABCDF", "single": "A=", "wide": "EG"}
+MODELS = {"pair": ["A", "B", "C", "D", "F", *BASELINES], "single": ["A="], "wide": ["E", "G"]}
+NAMES = {**SYSTEMS, **BASELINES, "A=": "single GPT (equal size)"}
 SAME_MODEL = ("device", "init_from", "out_dir", "eval_interval", "n_eval",
               "wandb_project")  # not the recipe
 BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end -->"
@@ -99,8 +105,7 @@ BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end 
 
 # -----------------------------------------------------------------------------
 def model_of(system):
-    return next(m for m, kinds in MODELS.items()
-                if (system == "A=") == (m == "single") and system[0] in kinds)
+    return next(m for m, kinds in MODELS.items() if system in kinds)
 
 
 def systems_on(task, kinds):
@@ -157,11 +162,12 @@ def train_minutes(path):
     return load_checkpoint(path).get("results", {}).get("minutes", 0.0)
 
 
-def build(kind, path, cfg, device):
-    """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint)."""
-    kw = dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold)
-    return load_system(path, "A" if kind == "A=" else kind, device,
-                       **({} if kind in ("A", "A=") else kw))
+def build(kind, path, cfg, device, task):
+    """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint; a
+    baseline samples as many answers as the IDL may loop)."""
+    kw = (dict(k=cfg.idl_limit, task=task) if kind in BASELINES else {} if kind in ("A", "A=")
+          else dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold))
+    return load_system(path, "A" if kind == "A=" else kind, device, **kw)
 
 
 @torch.no_grad()
@@ -188,10 +194,14 @@ def tictactoe_losses(system, task=None):
 
 
 def measure(system, task, splits, max_new):
-    """{'test': metrics, 'ood': metrics} (measure.evaluate_system) with each split's n, plus loss
-    rates for tic-tac-toe."""
+    """{'test': metrics, 'ood': metrics} (measure.evaluate_system) with each split's n, for F the
+    right lobe as a judge (measure.judge), plus loss rates for tic-tac-toe."""
     r = {s: {**evaluate_system(system, task, pairs, max_new), "n": len(pairs)}
          for s, pairs in splits.items()}
+    if system.kind == "F":  # and the judge that bounds what F can gain
+        for s, pairs in splits.items():
+            r[s].update(judge(system.left, system.right, task, pairs, JUDGE_K, DEBATE_TEMPERATURE,
+                              max_new))
     if task.name == "tictactoe":
         r.update(tictactoe_losses(system, task))
     return r
@@ -240,12 +250,20 @@ def task_table(task, systems):
                        "of the train split (last column): they are not held out" if ttt else ""),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in systems.items():
-        label = f"{name} {SYSTEMS[name[0]]}" + (" (equal size)" if name == "A=" else "")
+        label = f"{name} {NAMES[name]}"
         row = [label, f"{s['params'][0]:,.0f}", f"{s['train_minutes'][0]:.1f}",
                fmt(s["test.acc"]), fmt(s["ood.acc"]), fmt(s["test.loops"], False),
                fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}", f"{s['ood.tokens'][0]:.1f}"]
         row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"]), fmt(s["in_train"])] if ttt else []
         lines.append("| " + " | ".join(row) + " |")
+    if "F" in systems and "test.judge" in systems["F"]:
+        f = systems["F"]
+        lines += ["", f"The right lobe judging the left lobe's own answers ({JUDGE_K} samples a "
+                  f"problem at T = {DEBATE_TEMPERATURE}): "
+                  + "; ".join(f"{split} {fmt(f[f'{split}.judge'])} right (balanced "
+                              f"{fmt(f[f'{split}.judge_balanced'])}; always 'wrong' scores "
+                              f"{fmt(f[f'{split}.judge_wrong'])})" for split in ("test", "ood"))
+                  + "."]
     return "\n".join(lines)
 
 
@@ -256,7 +274,10 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
           ("E", "A=", "a wide SLN beats a single GPT of the same size (line 105)"),
           ("D", "C", "two jointly trained, different lobes beat one lobe debating itself "
                      "(line 103)"),
-          ("F", "B", "a separate right lobe judges better than self-reflection (line 103)")]
+          ("F", "B", "a separate right lobe judges better than self-reflection (line 103)"),
+          ("F", "best@k", "the IDL's feedback, loop by loop, beats the right lobe choosing among as "
+                          "many samples (an equal budget of forward passes)")]
+JUDGE_K = 4  # samples per problem for measure.judge
 
 
 def verdict(a, b, seeds=3, pct=True):
@@ -370,7 +391,7 @@ def one_checkpoint(cfg, kinds, device):
     """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task. Prints;
     writes nothing."""
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
-        raise UsageError("with --ckpt, choose systems among A B C D F "
+        raise UsageError("with --ckpt, choose systems among A B C D F best@k vote@k pass@k "
                          "(and A= together with --ckpt_equal)")
     task = load_task(load_checkpoint(cfg.ckpt)["task"])
     splits = {s: task.dataset(s, cfg.n_eval, int(cfg.seeds.split(",")[0])) for s in ("test", "ood")}
@@ -378,7 +399,7 @@ def one_checkpoint(cfg, kinds, device):
     run_ = {}
     for k in kinds:
         path = cfg.ckpt_equal if k == "A=" else cfg.ckpt
-        system = build(k, path, cfg, device)
+        system = build(k, path, cfg, device, task)
         seed_everything(int(cfg.seeds.split(",")[0]))
         run_[k] = {"params": system.num_params(), "train_minutes": train_minutes(path),
                    **measure(system, task, splits, max_new)}
@@ -405,8 +426,8 @@ def main(cfg: Config):
     cfg = resolve(cfg)
     device = get_device(cfg.device)
     kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
-    if not kinds or any(k not in SYSTEMS and k != "A=" for k in kinds):
-        raise UsageError(f"--systems takes a comma-separated list of A= {' '.join(SYSTEMS)}, "
+    if not kinds or any(k not in NAMES for k in kinds):
+        raise UsageError(f"--systems takes a comma-separated list of {' '.join(NAMES)}, "
                          f"got {cfg.systems!r}")
     if cfg.ckpt:
         return one_checkpoint(cfg, kinds, device)
@@ -431,7 +452,7 @@ def main(cfg: Config):
             max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
             runs.setdefault(name, {})[str(seed)] = r = {}
             for k in here:
-                system = build(k, paths[model_of(k)], cfg, device)
+                system = build(k, paths[model_of(k)], cfg, device, task)
                 seed_everything(seed)  # C samples: the same draws on every run
                 r[k] = {"params": system.num_params(),
                         "train_minutes": train_minutes(paths[model_of(k)]),

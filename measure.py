@@ -5,6 +5,8 @@ evaluates on. The one evaluation harness of the training scripts, evaluate.py an
     >>> from measure import evaluate_system
     >>> evaluate_system(system, task, task.dataset("test", 100, seed=0))
     {'acc': ..., 'loops': ..., 'passes': ..., 'tokens': ...}
+
+judge() measures the right lobe as a judge of the left lobe's own answers: what bounds an IDL.
 """
 import dataclasses
 from typing import NamedTuple
@@ -12,7 +14,8 @@ from typing import NamedTuple
 import torch
 
 from ranks import shard, total
-from lobes import answer_ids
+from data.tokenizer import decode_answer
+from lobes import answer_ids, prompt_ids
 from sln import System
 
 
@@ -61,6 +64,24 @@ def evaluate_system(system, task, pairs, max_new_tokens=16, batch=512):
     sums = total(torch.tensor([sum(hits), sum(loops), sum(passes), sum(tokens)],
                               dtype=torch.float64)).tolist()
     return dict(zip(("acc", "loops", "passes", "tokens"), (s / n for s in sums)))
+
+
+@torch.no_grad()
+def judge(left, right, task, pairs, k=4, temperature=0.7, max_new_tokens=16):
+    """The right lobe judging the left lobe's own answers, the ones it meets in the IDL: k samples
+    per prompt, each labelled by the checker, called right when the right lobe's p >= 0.5.
+    Returns its accuracy, the share of wrong samples (what always saying "wrong" scores), and the
+    balanced accuracy (the mean of its accuracy on right and on wrong samples): F can gain only
+    where this judge is better than chance."""
+    many = [p for p, _ in pairs for _ in range(k)]
+    tokens, _ = left.generate([prompt_ids(p) for p in many], max_new_tokens, temperature)
+    answers = [decode_answer(t) for t in tokens.tolist()]
+    ok = torch.tensor([task.check(p, a) for p, a in zip(many, answers)]) > 0
+    said = right.score([prompt_ids(p) + answer_ids(a) for p, a in zip(many, answers)]).cpu() >= 0
+    hit = (said == ok).float()
+    per_class = [hit[ok == c].mean().item() for c in (True, False) if (ok == c).any()]
+    return dict(judge=hit.mean().item(), judge_wrong=1 - ok.float().mean().item(),
+                judge_balanced=sum(per_class) / len(per_class))
 
 
 class LengthRow(NamedTuple):

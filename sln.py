@@ -12,6 +12,10 @@ load them from any checkpoint this project writes and to count their parameters.
     E  wide SLN                          gate routes to expert-lobes until it halts (Figure 4)
     G  lateralized wide SLN              the same, halted by the right lobe's score
 
+And the baselines an IDL must beat at an equal budget (Sampled): the left lobe samples k answers
+and one is kept, by the right lobe's score (best@k), by vote (vote@k), or by the checker (pass@k,
+an oracle: the ceiling of any way to choose among the samples).
+
 Every system answers a batch of prompts with an idl.Dialogue: answers plus per-row compute
 (loops, forward passes, tokens). A-D and F are built here from a pair of lobes; E and G are one
 wide.WideSLN (trained by `python train_wide.py`). measure.py measures them all the same way.
@@ -20,12 +24,14 @@ wide.WideSLN (trained by `python train_wide.py`). measure.py measures them all t
     >>> f = load_system("out/sft/ckpt.pt", "F", idl_limit=4)
     >>> f.answer(["31284000+42990000"]).final
 """
+from collections import Counter
+
 import torch
 import torch.nn as nn
 
 from common import UsageError, load_checkpoint, load_state
 from idl import Dialogue, lateralized, speak, tall
-from lobes import Lobe, LobeConfig, prompt_ids
+from lobes import Lobe, LobeConfig, answer_ids, prompt_ids
 from wide import load_wide
 
 SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "D": "tall SLN",
@@ -35,6 +41,8 @@ SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "
 # loop 1 and C would answer exactly what A answers. D - C then compares two different, jointly
 # trained lobes against one lobe debating itself, at the same loop limit.
 DEBATE_TEMPERATURE = 0.7
+BASELINES = {"best@k": "k samples, the right lobe picks", "vote@k": "k samples, majority vote",
+             "pass@k": "k samples, an oracle picks"}
 
 
 class System(nn.Module):
@@ -74,6 +82,54 @@ class System(nn.Module):
                            self.temperature, max_new_tokens)
 
 
+class Sampled(nn.Module):
+    """k answers sampled from the left lobe at `temperature` in one batched pass, and one kept:
+    best@k  the one the right lobe scores highest: a verifier without feedback (Cobbe et al. 2021)
+    vote@k  the most frequent, the first sampled on a tie (self-consistency, Wang et al. 2023)
+    pass@k  the first one task.check accepts: an oracle, the ceiling of any choice among samples
+    Next to F with idl_limit = k, the budget of forward passes is equal (F stops earlier when the
+    right lobe accepts), so F - best@k is what the IDL's feedback adds to the right lobe's
+    choosing, and pass@k - best@k what a better judge could still gain."""
+
+    def __init__(self, kind, left, right=None, k=4, temperature=DEBATE_TEMPERATURE, task=None):
+        super().__init__()
+        if kind not in BASELINES:
+            raise ValueError(f"unknown baseline {kind!r}: choose from {', '.join(BASELINES)}")
+        if (kind == "best@k" and right is None) or (kind == "pass@k" and task is None):
+            raise ValueError(f"{kind} needs " + ("a right lobe" if kind == "best@k" else "the task"))
+        self.kind, self.left, self.right, self.k = kind, left, right, k
+        self.temperature, self.task = temperature, task
+
+    def num_params(self):
+        """The lobes the choice uses: best@k counts both, vote@k and pass@k the left only."""
+        return sum(p.numel() for m in (self.left, self.right if self.kind == "best@k" else None)
+                   if m is not None for p in m.parameters())
+
+    @torch.no_grad()
+    def answer(self, prompts, max_new_tokens=16):
+        d, k = Dialogue(list(prompts)), self.k
+        many = [p for p in prompts for _ in range(k)]
+        answers, rows, passes = speak(self.left, [prompt_ids(p) for p in many], max_new_tokens,
+                                      self.temperature)
+        if self.kind == "best@k":  # one scoring pass per sample
+            scores = torch.sigmoid(self.right.score([prompt_ids(p) + answer_ids(a)
+                                                     for p, a in zip(many, answers)])).tolist()
+        for i, p in enumerate(prompts):
+            mine = slice(i * k, (i + 1) * k)
+            tried = answers[mine]
+            if self.kind == "best@k":
+                d.scores[i] = scores[mine]
+                pick = tried[max(range(k), key=d.scores[i].__getitem__)]
+            elif self.kind == "vote@k":
+                pick = Counter(tried).most_common(1)[0][0]
+            else:
+                pick = next((a for a in tried if self.task.check(p, a)), tried[0])
+            d.attempts[i], d.tokens[i], d.final[i], d.stop[i] = tried, rows[mine], pick, self.kind
+            d.loops[i] = k
+            d.forward_passes[i] = sum(passes[mine]) + (k if self.kind == "best@k" else 0)
+        return d
+
+
 def load_lobes(path, device="cpu", task=None):
     """The left and right lobes of a checkpoint (train_sft, train_spin, ...), in eval mode; with
     task, a checkpoint trained on another task is a usage error."""
@@ -92,8 +148,11 @@ def load_lobes(path, device="cpu", task=None):
 
 def load_system(path, kind, device="cpu", **kw):
     """A system of the given kind from a checkpoint: B uses the right lobe (the one trained both
-    to answer and to score), A, C, D, F the left lobe as the speaker; E and G a wide SLN."""
+    to answer and to score), A, C, D, F the left lobe as the speaker; E and G a wide SLN; a
+    baseline (Sampled) the left lobe's samples."""
     if kind in ("E", "G"):
         return load_wide(path, kind, device, **kw)
     left, right, _ = load_lobes(path, device)
+    if kind in BASELINES:
+        return Sampled(kind, left, right, **kw)
     return System(kind, right if kind == "B" else left, right, **kw)

@@ -70,7 +70,7 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     monkeypatch.setattr(evaluate, "WIDE", {"addition": evaluate.WIDE["addition"]})  # E, G on addition only
     readme = tmp_path / "README.md"
     readme.write_text(f"# intro\n{evaluate.BEGIN}\nold table\n{evaluate.END}\n## after\n")
-    cfg = evaluate.Config(tasks="addition,tictactoe", systems="A,A=,B,C,D,E,F,G", seeds="0,1", quick=True, n_eval=6,
+    cfg = evaluate.Config(tasks="addition,tictactoe", quick=True, seeds="0,1", n_eval=6,
                           idl_limit=2, out_dir=str(tmp_path / "ckpt"), results_dir=str(tmp_path / "results"),
                           readme=str(readme), device="cpu")
     runs = evaluate.main(cfg)
@@ -80,6 +80,10 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
         assert r["train_minutes"] > 0 and r["test"]["n"] == 6
         assert 1 <= r["ood"]["loops"] <= {"A": 1}.get(name[0], 2)
     assert "E" not in runs["tictactoe"]["1"]                          # no wide recipe for it here: no E, G
+    for r in (runs[t][s] for t in runs for s in runs[t]):
+        # the baselines choose among the same seeded samples: the oracle is their ceiling
+        assert r["pass@k"]["test"]["acc"] >= max(r["best@k"]["test"]["acc"], r["vote@k"]["test"]["acc"])
+        assert r["best@k"]["test"]["loops"] == 2 and 0 <= r["F"]["ood"]["judge_balanced"] <= 1
     assert 1 <= runs["addition"]["1"]["G"]["ood"]["loops"] <= 3
     # A= holds the pair's blocks in one lobe: one embedding table, final norm and score head fewer
     one_set = 272 * 32 + 2 * 32 + 33 + 1            # wte, ln_f, score_head, judge_weight at width 32
@@ -90,6 +94,7 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# intro\n") and text.endswith(f"{evaluate.END}\n## after\n")
     assert (tmp_path / "results" / "table.md").read_text() in text and "loses as O" in text
+    assert "The right lobe judging the left lobe's own answers (4 samples" in text and "| pass@k k samples, an oracle picks |" in text
     capsys.readouterr()
     again = evaluate.main(cfg)                      # every checkpoint is there: nothing is trained twice
     assert "trained addition" not in capsys.readouterr().out

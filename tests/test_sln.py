@@ -63,3 +63,28 @@ def test_a_checkpoint_that_does_not_fit_the_lobes_is_a_usage_error_naming_it(tmp
     torch.save(ckpt, path)
     with pytest.raises(UsageError, match=f"checkpoint {path} does not fit this code .*judge_weight"):
         load_system(path, "F")
+
+
+def test_sampled_baselines_choose_among_the_same_k_samples(sharp_lobe, tiny_lobe):
+    from collections import Counter
+    from sln import Sampled
+    prompts = [f"{i}+{3 * i}" for i in range(6)]
+
+    def run(kind, **kw):
+        torch.manual_seed(0)                  # the same k samples for every rule
+        return Sampled(kind, sharp_lobe, tiny_lobe, k=4, temperature=1.0, **kw).answer(prompts, 4)
+    best, vote = run("best@k"), run("vote@k")
+    assert best.attempts == vote.attempts and all(len(a) == 4 for a in best.attempts)
+    for i, tried in enumerate(best.attempts):
+        assert best.final[i] == tried[max(range(4), key=best.scores[i].__getitem__)]
+        assert vote.final[i] == Counter(tried).most_common(1)[0][0]
+        assert best.forward_passes[i] == vote.forward_passes[i] + 4   # + one scoring pass a sample
+    want = {p: tried[-1] for p, tried in zip(prompts, best.attempts)}  # an oracle that knows
+
+    class Oracle:
+        def check(self, p, a):
+            return float(a == want[p])
+    assert run("pass@k", task=Oracle()).final == [want[p] for p in prompts]
+    assert Sampled("vote@k", sharp_lobe).num_params() == sharp_lobe.num_params()
+    with pytest.raises(ValueError, match="needs the task"):
+        Sampled("pass@k", sharp_lobe)
