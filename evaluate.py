@@ -25,10 +25,9 @@ under the task's one BUDGET below; checkpoints under out_dir are reused if they 
 recipe, and an interrupted one resumes. Then it measures, on the same problems for every system,
 exact match, IDL loops, forward passes and generated tokens per answer, and for tic-tac-toe the
 exact loss rate against the perfect player from each seat (games/tictactoe.py, every reply
-enumerated). A claim is "held" only when the difference of the means exceeds the larger standard
-deviation over seeds: one rule for accuracy and compute alike. Writes results/results.json,
-results/table.md, plots when matplotlib is installed, and the Table 1 section of
-results/README.md.
+enumerated). report.py writes it up: results/results.json, results/table.md, plots when
+matplotlib is installed, and the Table 1 section of results/README.md, with the paper's claims
+judged by one rule (a claim is "held" only beyond the spread over seeds).
 
     $ python evaluate.py --quick      # one seed, small models, short training: a look in minutes
     $ python evaluate.py              # the full run (each task's BUDGET below)
@@ -37,10 +36,7 @@ results/README.md.
 import contextlib
 import dataclasses
 import functools
-import json
 import os
-import platform
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -53,8 +49,9 @@ from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoi
 from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids
-from measure import evaluate_system, judge
-from sln import BASELINES, DEBATE_TEMPERATURE, SYSTEMS, load_system
+from measure import JUDGE_K, evaluate_system, judge
+from report import NAMES, summarise, task_table, write_results
+from sln import BASELINES, DEBATE_TEMPERATURE, load_system
 
 
 @dataclass
@@ -97,10 +94,8 @@ QUICK = {"budget": {"max_iters": 600, "batch_size": 32},
          "pair": {"n_layer": 2, "n_embd": 64}, "wide": {"n_embd": 64}}
 # which checkpoint each system is built from
 MODELS = {"pair": ["A", "B", "C", "D", "F", *BASELINES], "single": ["A="], "wide": ["E", "G"]}
-NAMES = {**SYSTEMS, **BASELINES, "A=": "single GPT (equal size)"}
 SAME_MODEL = ("device", "init_from", "out_dir", "eval_interval", "n_eval",
               "wandb_project")  # not the recipe
-BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end -->"
 
 
 # -----------------------------------------------------------------------------
@@ -205,185 +200,6 @@ def measure(system, task, splits, max_new):
     if task.name == "tictactoe":
         r.update(tictactoe_losses(system, task))
     return r
-
-
-# -----------------------------------------------------------------------------
-def summarise(runs):
-    """runs[task][seed][system] -> summary[task][system][key] = [mean, sd] over seeds, for every
-    number a run holds ('test.acc', 'ood.loops', 'loss_as_x', 'params', ...)."""
-    summary = {}
-    for task, seeds in runs.items():
-        for system in next(iter(seeds.values())):
-            flat = [flatten(seeds[s][system]) for s in seeds]
-            summary.setdefault(task, {})[system] = {
-                k: [statistics.mean(f[k] for f in flat),
-                    statistics.stdev(f[k] for f in flat) if len(flat) > 1 else 0.0]
-                for k in flat[0]}
-    return summary
-
-
-def flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-
-
-def fmt(ms, pct=True):
-    """mean ± sd as a percentage or a plain number; just the mean when the spread is 0."""
-    mean, sd = ms
-    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.2f}")
-    return f"{f(mean)} ± {f(sd)}" if sd else f(mean)
-
-
-def task_table(task, systems):
-    """One markdown table: a row per system, mean ± sd over seeds, under a line giving the real
-    number of problems per split. *train min* is the training minutes of the model a system is
-    built from (A-D and F share one pair)."""
-    first = next(iter(systems.values()))
-    ttt = "loss_as_x" in first
-    head = ["system", "params", "train min", "test", "ood", "loops test", "loops ood",
-            "passes ood", "tokens ood"]
-    head += ["loses as X", "loses as O", "their positions in train"] if ttt else []
-    lines = [f"n = {first['test.n'][0]:.0f} test and {first['ood.n'][0]:.0f} ood problems per "
-             "seed" + ("; the games against the perfect player pass mostly through positions "
-                       "of the train split (last column): they are not held out" if ttt else ""),
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, s in systems.items():
-        label = f"{name} {NAMES[name]}"
-        row = [label, f"{s['params'][0]:,.0f}", f"{s['train_minutes'][0]:.1f}",
-               fmt(s["test.acc"]), fmt(s["ood.acc"]), fmt(s["test.loops"], False),
-               fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}", f"{s['ood.tokens'][0]:.1f}"]
-        row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"]), fmt(s["in_train"])] if ttt else []
-        lines.append("| " + " | ".join(row) + " |")
-    if "F" in systems and "test.judge" in systems["F"]:
-        f = systems["F"]
-        lines += ["", f"The right lobe judging the left lobe's own answers ({JUDGE_K} samples a "
-                  f"problem at T = {DEBATE_TEMPERATURE}): "
-                  + "; ".join(f"{split} {fmt(f[f'{split}.judge'])} right (balanced "
-                              f"{fmt(f[f'{split}.judge_balanced'])}; always 'wrong' scores "
-                              f"{fmt(f[f'{split}.judge_wrong'])})" for split in ("test", "ood"))
-                  + "."]
-    return "\n".join(lines)
-
-
-# the paper's claims, each a comparison of two systems' mean accuracy (lines 99-105)
-CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (line 105)"),
-          ("D", "A=", "a tall SLN beats a single GPT of the same size (line 105)"),
-          ("G", "A=", "a lateralized wide SLN beats a single GPT of the same size (line 105)"),
-          ("E", "A=", "a wide SLN beats a single GPT of the same size (line 105)"),
-          ("D", "C", "two jointly trained, different lobes beat one lobe debating itself "
-                     "(line 103)"),
-          ("F", "B", "a separate right lobe judges better than self-reflection (line 103)"),
-          ("F", "best@k", "the IDL's feedback, loop by loop, beats the right lobe choosing among as "
-                          "many samples (an equal budget of forward passes)")]
-JUDGE_K = 4  # samples per problem for measure.judge
-
-
-def verdict(a, b, seeds=3, pct=True):
-    """The one rule for every claim: 'held' when a's mean beats b's by more than the larger
-    standard deviation over seeds, 'reversed' when it loses by that much, else 'within the
-    spread' (with 3 seeds, nothing finer is honest; with one, no verdict). a, b: [mean, sd]."""
-    diff, spread = a[0] - b[0], max(a[1], b[1])
-    d = f"{diff:+.1%}" if pct else f"{diff:+.2f}"
-    if seeds < 2:
-        return f"{d} (one seed: no spread to judge by)"
-    return f"{d}, " + ("held" if diff > spread else
-                       "reversed" if diff < -spread else "within the spread")
-
-
-def claims(summary, seeds=3):
-    """The paper's claims in plain words, one line each, with the numbers that decide them."""
-    lines = []
-    for a, b, words in CLAIMS:
-        parts = [f"{task} {split} {verdict(s[a][f'{split}.acc'], s[b][f'{split}.acc'], seeds)}"
-                 for task, s in summary.items() if a in s and b in s for split in ("test", "ood")]
-        if parts:
-            lines.append(f"- *{words}*: {a} − {b}: " + "; ".join(parts) + ".")
-    for k in "FEG":  # the systems whose loop count is theirs to choose; ood problems are harder
-        parts = [f"{task} {s[k]['test.loops'][0]:.2f} → {s[k]['ood.loops'][0]:.2f}, "
-                 + verdict(s[k]["ood.loops"], s[k]["test.loops"], seeds, pct=False)
-                 for task, s in summary.items() if k in s]
-        if parts:
-            lines.append("- *an SLN adapts its compute to the difficulty of the problem "
-                         f"(line 99)*: {k}'s mean loops, test → ood: " + "; ".join(parts) + ".")
-    return "\n".join(lines)
-
-
-# -----------------------------------------------------------------------------
-def plot(summary, out_dir):
-    """accuracy_vs_compute.png (ood exact match against forward passes per answer) and loops.png
-    (mean loops on test and ood: does compute grow with difficulty?). Needs matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("no plots: matplotlib is not installed (pip install matplotlib)")
-        return
-    fig, axes = plt.subplots(2, len(summary), figsize=(4 * len(summary), 7), squeeze=False)
-    for (top, bottom), (task, systems) in zip(axes.T, summary.items()):
-        for name, s in systems.items():
-            top.errorbar(s["ood.passes"][0], s["ood.acc"][0], yerr=s["ood.acc"][1], fmt="o",
-                         capsize=3)
-            top.annotate(name, (s["ood.passes"][0], s["ood.acc"][0]), textcoords="offset points",
-                         xytext=(4, 4))
-        top.set(title=task, xlabel="forward passes per ood answer", ylabel="ood exact match",
-                ylim=(0, 1))
-        names = list(systems)
-        for j, split in enumerate(("test", "ood")):
-            bottom.bar([i + 0.4 * j for i in range(len(names))],
-                       [systems[n][f"{split}.loops"][0] for n in names], width=0.4, label=split)
-        bottom.set(xticks=[i + 0.2 for i in range(len(names))], xticklabels=names,
-                   ylabel="mean IDL loops")
-        bottom.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "table1.png"), dpi=120)
-    print(f"wrote {os.path.join(out_dir, 'table1.png')}")
-
-
-def write_results(cfg, command, runs, minutes, trained):
-    """results.json (every run and the summary), table.md (the tables and the claims), the plot,
-    and the Table 1 section of cfg.readme, rewritten between its markers."""
-    summary = summarise(runs)
-    cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
-    hardware = cpu + (f", {torch.cuda.get_device_name()}"
-                      if get_device(cfg.device).type == "cuda" else ", no GPU")
-    meta = dict(command=command, hardware=hardware, torch=torch.__version__,
-                minutes=round(minutes, 1), train_minutes=round(trained, 1), seeds=cfg.seeds,
-                date=time.strftime("%Y-%m-%d"))
-    writable_dir(cfg.results_dir, "results_dir")
-    with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
-        json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
-    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, "
-          f"torch {meta['torch']}, plus {meta['train_minutes']} minutes of training for its "
-          f"{sum(len(s) for s in runs.values())} task-seed cells (the checkpoints' own training "
-          "clocks; a run reuses the checkpoints it finds), seeds "
-          f"{cfg.seeds} (mean ± standard deviation over seeds), at most {cfg.n_eval} "
-          "problems per split (a task's n is under its name).\n\n"
-          + "\n\n".join(f"**{task}**\n\n{task_table(task, systems)}"
-                        for task, systems in summary.items())
-          + "\n\nThe paper's claims at this scale (a − b in exact match, mean over seeds):\n\n"
-          + claims(summary, len(cfg.seeds.split(","))) + "\n")
-    with open(os.path.join(cfg.results_dir, "table.md"), "w") as f:
-        f.write(md)
-    print("\n" + md)
-    plot(summary, cfg.results_dir)
-    if cfg.readme != "none":
-        write_readme(cfg.readme, md)
-
-
-def write_readme(path, md):
-    """Replace what lies between the README's Table 1 markers with md (atomically)."""
-    text = open(path).read()
-    if BEGIN not in text or END not in text:
-        raise UsageError(f"{path} has no Table 1 markers ({BEGIN} ... {END}); "
-                         "add them where the table goes")
-    head, rest = text.split(BEGIN, 1)
-    with open(path + ".tmp", "w") as f:
-        f.write(head + BEGIN + "\n" + md + END + rest.split(END, 1)[1])
-    os.replace(path + ".tmp", path)
-    print(f"rewrote the Table 1 section of {path}")
 
 
 # -----------------------------------------------------------------------------

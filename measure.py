@@ -66,8 +66,11 @@ def evaluate_system(system, task, pairs, max_new_tokens=16, batch=512):
     return dict(zip(("acc", "loops", "passes", "tokens"), (s / n for s in sums)))
 
 
+JUDGE_K = 4  # samples per problem for judge()
+
+
 @torch.no_grad()
-def judge(left, right, task, pairs, k=4, temperature=0.7, max_new_tokens=16):
+def judge(left, right, task, pairs, k=JUDGE_K, temperature=0.7, max_new_tokens=16):
     """The right lobe judging the left lobe's own answers, the ones it meets in the IDL: k samples
     per prompt, each labelled by the checker, called right when the right lobe's p >= 0.5.
     Returns its accuracy, the share of wrong samples (what always saying "wrong" scores), and the

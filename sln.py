@@ -96,7 +96,8 @@ class Sampled(nn.Module):
         if kind not in BASELINES:
             raise ValueError(f"unknown baseline {kind!r}: choose from {', '.join(BASELINES)}")
         if (kind == "best@k" and right is None) or (kind == "pass@k" and task is None):
-            raise ValueError(f"{kind} needs " + ("a right lobe" if kind == "best@k" else "the task"))
+            need = "a right lobe" if kind == "best@k" else "the task"
+            raise ValueError(f"{kind} needs {need}")
         self.kind, self.left, self.right, self.k = kind, left, right, k
         self.temperature, self.task = temperature, task
 

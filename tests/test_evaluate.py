@@ -1,4 +1,4 @@
-"""evaluate.py: the table builder on a fake result set, and the whole pipeline (train, measure,
+"""evaluate.py and report.py: the table builder on a fake result set, and the whole pipeline (train, measure,
 write results/ and the results README's Table 1 section) on tiny models."""
 import json
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import evaluate
+import report
 from common import UsageError, save_lobes
 from lobes import Lobe, LobeConfig
 
@@ -18,14 +19,14 @@ def fake_run(acc_a, acc_f, loops_f, n_test=223):
 
 def test_summary_table_and_claims_on_a_fake_result_set():
     runs = {"addition": {"1": fake_run(0.5, 0.9, 3), "2": fake_run(0.7, 0.7, 4)}}
-    s = evaluate.summarise(runs)["addition"]
+    s = report.summarise(runs)["addition"]
     assert s["A="]["test.acc"] == pytest.approx([0.6, 0.1414214])   # sd of (0.5, 0.7), n - 1 in the denominator
     assert s["F"]["ood.loops"] == pytest.approx([3.5, 0.7071068])
-    table = evaluate.task_table("addition", s)
+    table = report.task_table("addition", s)
     assert table.startswith("n = 223 test and 500 ood problems per seed\n")     # the real n of each split
     assert "| A= single GPT (equal size) | 100 | 2.0 | 60.0% ± 14.1% | 30.0% ± 7.1% | 1.00 | 1.00 | 10.0 | 9.0 |" in table
     assert "| F lateralized tall SLN | 104 | 3.0 | 80.0% ± 14.1% | 40.0% ± 7.1% | 1.00 | 3.50 ± 0.71 | 35.0 | 31.5 |" in table
-    text = evaluate.claims({"addition": s})
+    text = report.claims({"addition": s})
     # F - A= = +20 points on test, more than the 14.1-point spread; +10 on ood, more than 7.1: both held
     assert "F − A=: addition test +20.0%, held; addition ood +10.0%, held." in text
     # loops ood - test = 2.50 > the 0.71 spread: held by the same rule as accuracy
@@ -36,13 +37,13 @@ def test_summary_table_and_claims_on_a_fake_result_set():
 def test_compute_claims_obey_the_same_spread_rule_as_accuracy():
     # the wide SLN on parity: 5.07 ± 0.24 loops in distribution, 5.19 ± 0.32 ood: +0.12 < 0.32
     s = {"parity": {"E": {"test.loops": [5.07, 0.24], "ood.loops": [5.19, 0.32]}}}
-    assert "E's mean loops, test → ood: parity 5.07 → 5.19, +0.12, within the spread." in evaluate.claims(s)
+    assert "E's mean loops, test → ood: parity 5.07 → 5.19, +0.12, within the spread." in report.claims(s)
 
 
 def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
-    assert evaluate.verdict([0.2, 0.05], [0.5, 0.1]) == "-30.0%, reversed"
-    assert evaluate.verdict([0.5, 0.0], [0.5, 0.0]) == "+0.0%, within the spread"
-    assert evaluate.verdict([0.6, 0.0], [0.5, 0.0], seeds=1) == "+10.0% (one seed: no spread to judge by)"
+    assert report.verdict([0.2, 0.05], [0.5, 0.1]) == "-30.0%, reversed"
+    assert report.verdict([0.5, 0.0], [0.5, 0.0]) == "+0.0%, within the spread"
+    assert report.verdict([0.6, 0.0], [0.5, 0.0], seeds=1) == "+10.0% (one seed: no spread to judge by)"
 
 
 def tiny_recipe(monkeypatch):
@@ -69,7 +70,7 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     tiny_recipe(monkeypatch)
     monkeypatch.setattr(evaluate, "WIDE", {"addition": evaluate.WIDE["addition"]})  # E, G on addition only
     readme = tmp_path / "README.md"
-    readme.write_text(f"# intro\n{evaluate.BEGIN}\nold table\n{evaluate.END}\n## after\n")
+    readme.write_text(f"# intro\n{report.BEGIN}\nold table\n{report.END}\n## after\n")
     cfg = evaluate.Config(tasks="addition,tictactoe", quick=True, seeds="0,1", n_eval=6,
                           idl_limit=2, out_dir=str(tmp_path / "ckpt"), results_dir=str(tmp_path / "results"),
                           readme=str(readme), device="cpu")
@@ -92,7 +93,7 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     assert saved["meta"]["command"].startswith("python evaluate.py --tasks=addition,tictactoe")
     assert saved["summary"]["addition"]["F"]["params"][0] == runs["addition"]["0"]["F"]["params"]
     text = readme.read_text()
-    assert "old table" not in text and text.startswith("# intro\n") and text.endswith(f"{evaluate.END}\n## after\n")
+    assert "old table" not in text and text.startswith("# intro\n") and text.endswith(f"{report.END}\n## after\n")
     assert (tmp_path / "results" / "table.md").read_text() in text and "loses as O" in text
     assert "The right lobe judging the left lobe's own answers (4 samples" in text and "| pass@k k samples, an oracle picks |" in text
     capsys.readouterr()
