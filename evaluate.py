@@ -9,7 +9,7 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
     B   one lobe answers and scores its own answers (self-reflection; the pair's right lobe,
         which train_sft teaches both to speak and to judge)
     C   the left lobe in both seats of the tall dialogue, each seat sampling (multi-agent debate;
-        greedy, it would answer what A answers: sln.DEBATE_TEMPERATURE)
+        greedy, it would answer what A answers: sln.SAMPLE_TEMPERATURE)
     D   left and right lobe, tall dialogue (tall SLN, Figure 3)
     E   wide SLN (Figure 4)                   G   lateralized wide SLN
     F   left answers, right scores, lateralized IDL (Figure 5, Algorithm 2)
@@ -49,9 +49,9 @@ from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoi
 from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
 from lobes import answer_ids
-from measure import JUDGE_K, evaluate_system, judge
+from measure import evaluate_system, judge
 from report import NAMES, summarise, task_table, write_results
-from sln import BASELINES, DEBATE_TEMPERATURE, load_system
+from sln import BASELINES, load_system
 
 
 @dataclass
@@ -80,7 +80,8 @@ class Config(Checked):
 # differs is the architecture alone (the rest are train_sft's and train_wide's defaults).
 BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},
-          "wordproblems": {"max_iters": 1000, "batch_size": 32}}
+          "wordproblems": {"max_iters": 1000, "batch_size": 32},
+          "subsetsum": {}, "countdown": {}, "toycode": {}}  # checking easier than answering
 # The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
 # deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
 # loops to supervise.
@@ -195,8 +196,7 @@ def measure(system, task, splits, max_new):
          for s, pairs in splits.items()}
     if system.kind == "F":  # and the judge that bounds what F can gain
         for s, pairs in splits.items():
-            r[s].update(judge(system.left, system.right, task, pairs, JUDGE_K, DEBATE_TEMPERATURE,
-                              max_new))
+            r[s].update(judge(system.left, system.right, task, pairs, max_new_tokens=max_new))
     if task.name == "tictactoe":
         r.update(tictactoe_losses(system, task))
     return r

@@ -16,7 +16,7 @@ import torch
 from ranks import shard, total
 from data.tokenizer import decode_answer
 from lobes import answer_ids, prompt_ids
-from sln import System
+from sln import SAMPLE_TEMPERATURE, System
 
 
 def eval_splits(cfg, task):
@@ -70,7 +70,8 @@ JUDGE_K = 4  # samples per problem for judge()
 
 
 @torch.no_grad()
-def judge(left, right, task, pairs, k=JUDGE_K, temperature=0.7, max_new_tokens=16):
+def judge(left, right, task, pairs, k=JUDGE_K, temperature=SAMPLE_TEMPERATURE,
+          max_new_tokens=16):
     """The right lobe judging the left lobe's own answers, the ones it meets in the IDL: k samples
     per prompt, each labelled by the checker, called right when the right lobe's p >= 0.5.
     Returns its accuracy, the share of wrong samples (what always saying "wrong" scores), and the

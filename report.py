@@ -16,7 +16,7 @@ import torch
 
 from common import UsageError, get_device, writable_dir
 from measure import JUDGE_K
-from sln import BASELINES, DEBATE_TEMPERATURE, SYSTEMS
+from sln import BASELINES, SAMPLE_TEMPERATURE, SYSTEMS
 
 NAMES = {**SYSTEMS, **BASELINES, "A=": "single GPT (equal size)"}
 BEGIN, END = "<!-- table1:begin (written by evaluate.py) -->", "<!-- table1:end -->"
@@ -73,7 +73,7 @@ def task_table(task, systems):
     if "F" in systems and "test.judge" in systems["F"]:
         f = systems["F"]
         lines += ["", f"The right lobe judging the left lobe's own answers ({JUDGE_K} samples a "
-                  f"problem at T = {DEBATE_TEMPERATURE}): "
+                  f"problem at T = {SAMPLE_TEMPERATURE}): "
                   + "; ".join(f"{split} {fmt(f[f'{split}.judge'])} right (balanced "
                               f"{fmt(f[f'{split}.judge_balanced'])}; always 'wrong' scores "
                               f"{fmt(f[f'{split}.judge_wrong'])})" for split in ("test", "ood"))

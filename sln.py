@@ -36,11 +36,12 @@ from wide import load_wide
 
 SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "D": "tall SLN",
            "F": "lateralized tall SLN", "E": "wide SLN", "G": "lateralized wide SLN"}
-# C's seats sample at this temperature, as agents do in multi-agent debate (Du et al. 2023): one
-# set of weights decoding greedily in both seats reads the same first context, so the two agree at
-# loop 1 and C would answer exactly what A answers. D - C then compares two different, jointly
-# trained lobes against one lobe debating itself, at the same loop limit.
-DEBATE_TEMPERATURE = 0.7
+# The temperature of the systems that sample: the baselines' k answers (Sampled), and C's two seats,
+# as agents sample in multi-agent debate (Du et al. 2023). One set of weights decoding greedily in
+# both seats reads the same first context, so the two agree at loop 1 and C would answer exactly
+# what A answers. D - C then compares two different, jointly trained lobes against one lobe
+# debating itself, at the same loop limit.
+SAMPLE_TEMPERATURE = 0.7
 BASELINES = {"best@k": "k samples, the right lobe picks", "vote@k": "k samples, majority vote",
              "pass@k": "k samples, an oracle picks"}
 
@@ -56,8 +57,8 @@ class System(nn.Module):
             raise ValueError(f"system {kind} needs a right lobe")
         self.kind, self.idl_limit = kind, idl_limit
         self.threshold, self.left = threshold, left
-        # C never decodes greedily: greedy, it is A (see DEBATE_TEMPERATURE)
-        self.temperature = temperature or (DEBATE_TEMPERATURE if kind == "C" else 0.0)
+        # C never decodes greedily: greedy, it is A (see SAMPLE_TEMPERATURE)
+        self.temperature = temperature or (SAMPLE_TEMPERATURE if kind == "C" else 0.0)
         # B and C put one module in both roles: B answers and judges, C debates itself
         self.right = {"A": None, "B": left, "C": left}.get(kind, right)
 
@@ -91,7 +92,7 @@ class Sampled(nn.Module):
     right lobe accepts), so F - best@k is what the IDL's feedback adds to the right lobe's
     choosing, and pass@k - best@k what a better judge could still gain."""
 
-    def __init__(self, kind, left, right=None, k=4, temperature=DEBATE_TEMPERATURE, task=None):
+    def __init__(self, kind, left, right=None, k=4, temperature=SAMPLE_TEMPERATURE, task=None):
         super().__init__()
         if kind not in BASELINES:
             raise ValueError(f"unknown baseline {kind!r}: choose from {', '.join(BASELINES)}")

@@ -73,6 +73,10 @@ def shape(name, prompt):
         steps = prompt.count(".") - 1
         unseen = any(v in prompt for v in ("gets", "sells", "wins"))
         return steps, unseen
+    if name in ("subsetsum", "countdown"):
+        return len(prompt.split("=")[0].split())            # how many numbers
+    if name == "toycode":
+        return get_task(name).solve(prompt).count(".") + 1  # primitives in the shortest program
     return 9 - prompt.count(".")   # tictactoe: marks on the board
 
 
