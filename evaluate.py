@@ -4,8 +4,8 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
 (test) and out of it (ood), over several training seeds, with the compute each one spends.
 
     A   single GPT: the left lobe alone, one pass
-    A=  single GPT as large as a pair of lobes: n_layer = left's + right's, one embedding table,
-        so about 3% fewer parameters than the pair (the paper's protocol: compare at equal size)
+    A=  single GPT as large as a pair of lobes: as deep as one lobe, as wide as makes its
+        parameters the pair's within a few percent (the paper's protocol: compare at equal size)
     B   one lobe answers and scores its own answers (self-reflection; the pair's right lobe,
         which train_sft teaches both to speak and to judge)
     C   the left lobe in both seats of the tall dialogue, each seat sampling (multi-agent debate;
@@ -48,7 +48,7 @@ from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoi
                     seed_everything, writable_dir)
 from data.tasks import task_positions
 from games.tictactoe import exact_outcome, read_move, to_prompt
-from lobes import answer_ids
+from lobes import Lobe, LobeConfig, answer_ids
 from measure import evaluate_system, judge
 from report import NAMES, summarise, task_table, write_results
 from sln import BASELINES, load_system
@@ -129,8 +129,8 @@ def train(cfg, task, seed, model):
     sft = script.Config(task=task, seed=seed, device=cfg.device, out_dir=os.path.join(
         cfg.out_dir, task, f"seed{seed}", model), eval_interval=max(1, b["max_iters"] // 2),
         n_eval=min(cfg.n_eval, 200), **b, **arch)
-    if model == "single":  # the pair's blocks in one lobe; its (unused) right lobe is one block
-        sft = dataclasses.replace(sft, n_layer=2 * sft.n_layer, right_n_layer=1)
+    if model == "single":  # one GPT as large as the pair; its (unused) right lobe is one block
+        sft = dataclasses.replace(sft, n_embd=equal_width(sft), right_n_layer=1)
     path = os.path.join(sft.out_dir, "ckpt.pt")
     if os.path.exists(path):  # reuse it, or resume it, only if it follows the same recipe
         ckpt = load_checkpoint(path)
@@ -151,6 +151,18 @@ def train(cfg, task, seed, model):
     print(f"trained {task} seed {seed} {model}: test {test:.1%}, ood {ood:.1%} "
           f"({time.time() - t0:.0f} s)", flush=True)
     return path
+
+
+def equal_width(sft):
+    """The width of a single GPT as deep as one lobe whose parameters come closest to the pair's
+    (in steps of 2 * n_head: whole heads, RoPE's pairs). Equal size by width, not by depth: a GPT
+    as deep as both lobes together trains far slower within the same budget (results/README.md),
+    and the baseline to beat is the strongest one of its size."""
+    def params(width, n_layer=sft.n_layer):
+        return Lobe(LobeConfig(n_layer=n_layer, n_head=sft.n_head, n_embd=width)).num_params()
+    pair = params(sft.n_embd) + params(sft.n_embd, sft.right_n_layer or sft.n_layer)
+    return min(range(sft.n_embd, 2 * sft.n_embd + 1, 2 * sft.n_head),
+               key=lambda w: abs(params(w) - pair))
 
 
 def train_minutes(path):
