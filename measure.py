@@ -74,7 +74,7 @@ def judge(left, right, task, pairs, k=JUDGE_K, temperature=SAMPLE_TEMPERATURE,
           max_new_tokens=16):
     """The right lobe judging the left lobe's own answers, the ones it meets in the IDL: k samples
     per prompt, each labelled by the checker, called right when the right lobe's p >= 0.5.
-    Returns its accuracy, the share of wrong samples (what always saying "wrong" scores), and the
+    Returns its accuracy, what always giving the commoner verdict scores (judge_base), and the
     balanced accuracy (the mean of its accuracy on right and on wrong samples): F can gain only
     where this judge is better than chance."""
     many = [p for p, _ in pairs for _ in range(k)]
@@ -84,7 +84,8 @@ def judge(left, right, task, pairs, k=JUDGE_K, temperature=SAMPLE_TEMPERATURE,
     said = right.score([prompt_ids(p) + answer_ids(a) for p, a in zip(many, answers)]).cpu() >= 0
     hit = (said == ok).float()
     per_class = [hit[ok == c].mean().item() for c in (True, False) if (ok == c).any()]
-    return dict(judge=hit.mean().item(), judge_wrong=1 - ok.float().mean().item(),
+    right = ok.float().mean().item()
+    return dict(judge=hit.mean().item(), judge_base=max(right, 1 - right),
                 judge_balanced=sum(per_class) / len(per_class))
 
 

@@ -75,8 +75,8 @@ def task_table(task, systems):
         lines += ["", f"The right lobe judging the left lobe's own answers ({JUDGE_K} samples a "
                   f"problem at T = {SAMPLE_TEMPERATURE}): "
                   + "; ".join(f"{split} {fmt(f[f'{split}.judge'])} right (balanced "
-                              f"{fmt(f[f'{split}.judge_balanced'])}; always 'wrong' scores "
-                              f"{fmt(f[f'{split}.judge_wrong'])})" for split in ("test", "ood"))
+                              f"{fmt(f[f'{split}.judge_balanced'])}; always the commoner verdict "
+                              f"scores {fmt(f[f'{split}.judge_base'])})" for split in ("test", "ood"))
                   + "."]
     return "\n".join(lines)
 
