@@ -76,7 +76,8 @@ def task_table(task, systems):
                   f"problem at T = {SAMPLE_TEMPERATURE}): "
                   + "; ".join(f"{split} {fmt(f[f'{split}.judge'])} right (balanced "
                               f"{fmt(f[f'{split}.judge_balanced'])}; always the commoner verdict "
-                              f"scores {fmt(f[f'{split}.judge_base'])})" for split in ("test", "ood"))
+                              f"scores {fmt(f[f'{split}.judge_base'])})"
+                              for split in ("test", "ood"))
                   + "."]
     return "\n".join(lines)
 
