@@ -269,7 +269,7 @@ def main(cfg: Config):
         seeds = [int(s) for s in cfg.seeds.split(",")]
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, got {cfg.seeds!r}") from None
-    t0, runs = time.time(), {}
+    measuring, runs = 0.0, {}        # seconds spent measuring, training aside
     for name in tasks:
         task = load_task(name)
         here = systems_on(name, kinds)
@@ -279,19 +279,21 @@ def main(cfg: Config):
             splits = {s: task.dataset(s, cfg.n_eval, seed) for s in ("test", "ood")}
             max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
             runs.setdefault(name, {})[str(seed)] = r = {}
+            t0 = time.time()
             for k in here:
                 system = build(k, paths[model_of(k)], cfg, device, task)
                 seed_everything(seed)  # C samples: the same draws on every run
                 r[k] = {"params": system.num_params(),
                         "train_minutes": train_minutes(paths[model_of(k)]),
                         **measure(system, task, splits, max_new)}
+            measuring += time.time() - t0
             print(f"{name} seed {seed}: "
                   + ", ".join(f"{k} {v['test']['acc']:.0%}/{v['ood']['acc']:.0%}"
                               for k, v in r.items()) + " (test/ood)", flush=True)
     used = {os.path.join(cfg.out_dir, t, f"seed{s}", model_of(k), "ckpt.pt")
             for t in tasks for s in seeds for k in systems_on(t, kinds)}
     trained = sum(train_minutes(p) for p in used)
-    write_results(cfg, command, runs, (time.time() - t0) / 60, trained)
+    write_results(cfg, command, runs, measuring / 60, trained)
     return runs
 
 

@@ -158,7 +158,8 @@ def plot(summary, out_dir):
 
 def write_results(cfg, command, runs, minutes, trained):
     """results.json (every run and the summary), table.md (the tables and the claims), the plot,
-    and the Table 1 section of cfg.readme, rewritten between its markers."""
+    and the Table 1 section of cfg.readme, rewritten between its markers. minutes: the run's
+    measuring; trained: the training clocks of the checkpoints it measured."""
     summary = summarise(runs)
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU"
     hardware = cpu + (f", {torch.cuda.get_device_name()}"
@@ -169,7 +170,7 @@ def write_results(cfg, command, runs, minutes, trained):
     writable_dir(cfg.results_dir, "results_dir")
     with open(os.path.join(cfg.results_dir, "results.json"), "w") as f:
         json.dump(dict(meta=meta, summary=summary, runs=runs), f, indent=1)
-    md = (f"`{meta['command']}`: {meta['minutes']} minutes on a {hardware}, "
+    md = (f"`{meta['command']}`: {meta['minutes']} minutes of measuring on a {hardware}, "
           f"torch {meta['torch']}, plus {meta['train_minutes']} minutes of training for its "
           f"{sum(len(s) for s in runs.values())} task-seed cells (the checkpoints' own training "
           "clocks; a run reuses the checkpoints it finds), seeds "
