@@ -151,8 +151,10 @@ def load_lobes(path, device="cpu", task=None):
 def load_system(path, kind, device="cpu", **kw):
     """A system of the given kind from a checkpoint: B uses the right lobe (the one trained both
     to answer and to score), A, C, D, F the left lobe as the speaker; E and G a wide SLN; a
-    baseline (Sampled) the left lobe's samples."""
+    baseline (Sampled) the left lobe's samples. threshold is the right lobe's acceptance
+    threshold; a wide SLN halts by the rule and threshold it was trained with (train_wide.py)."""
     if kind in ("E", "G"):
+        kw.pop("threshold", None)
         return load_wide(path, kind, device, **kw)
     left, right, _ = load_lobes(path, device)
     if kind in BASELINES:

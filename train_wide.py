@@ -4,17 +4,26 @@ halting), one network that loops its expert-lobes until it halts (wide.py).
 
     for each step:
         run the network for train_loops loops on a batch, reading the answer out after each loop
-        loss = E[eq 1 at the halting loop]   under each rule's halting distribution (PonderNet:
-               + halt_beta * KL(halting || geometric(halt_prior))   losses.halting_loss), E's rule
-               + loop_weight * mean over loops of eq 1               (the main gate) and G's (the
-               + balance_weight * load balancing of every gate       right lobe's score) alike
+        loss = halting loss                                  (below)
+               + loop_weight * mean over loops of eq 1
+               + balance_weight * load balancing of every routing gate
 
-With --loop_weight > 0 every loop is taught the answer (deep supervision) and the halting loss sees
+The halting loss depends on --halt (wide.py holds both rules, the same in evaluation):
+- ponder: E[eq 1 at the halting loop] + halt_beta * KL(halting || geometric(halt_prior)) under
+  each rule's halting distribution (PonderNet, losses.halting_loss), E's (the main gate) and G's
+  (the right lobe's score) alike;
+- settled: a row stops once a loop moves its answer by less than 1 - threshold. The loss is how
+  far a loop moves an answer that was right before it and still is (settling_loss): extra loops
+  learn to do no harm, which makes stopping on a still answer safe at any length.
+
+With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
 of making early loops lazy. --grow_iters is a length curriculum inside the train split and
 --window limits how far one block carries information, so the loops a problem needs grow with it.
 
     $ python train_wide.py --task=parity --window=3 --grow_iters=600 --loop_weight=1
+    $ python train_wide.py --task=parity --n_embd=64 --window=3 --max_loops=16 --max_iters=1500 \
+          --grow_iters=600 --halt=settled --lr=1e-3
     $ python play.py --task=parity --system=G --ckpt=out/wide/ckpt.pt --prompt=0110100101101
     $ python train_wide.py --init_from=resume        # continue an interrupted run
     $ torchrun --standalone --nproc_per_node=2 train_wide.py   # each process half of each batch
@@ -54,15 +63,20 @@ class Config(Checked):
     weight_decay: float = 0.1     # AdamW weight decay on matrices
     decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
     grad_clip: float = 1.0        # clip the gradient norm (0 = off)
-    train_loops: PosInt = 16      # loops unrolled and read out in training (PonderNet's N)
-    max_loops: PosInt = 32        # most loops at evaluation
+    halt: str = "ponder"          # ponder (learned stop probabilities, E and G apart) | settled
+                                  #   (stop once a loop leaves the answer still; E = G)
+    threshold: float = 0.0        # a row halts once its stop probability passes this (0: 0.5
+                                  #   under ponder, 0.99 under settled)
+    max_loops: PosInt = 16        # most loops a row runs
+    train_loops: int = 0          # loops unrolled in training (PonderNet's N; 0: max_loops; fewer
+                                  #   lets evaluation run loops training never did)
     halt_prior: Prob = 0.1        # lambda_p of the geometric prior over the halting loop,
                                   #   in (0, 1)
     halt_beta: float = 0.01       # weight of KL(halting distribution || prior)
     balance_weight: float = 0.01  # weight of the load-balancing loss of every gate
-    loop_weight: float = 0.0      # weight of eq 1 averaged over every loop; > 0 also stops the
-                                  #   halting loss's gradient into the answers (it then trains
-                                  #   only the stop probabilities)
+    loop_weight: float = 0.0      # weight of eq 1 averaged over every loop; > 0 also stops
+                                  #   PonderNet's gradient into the answers (it then trains only
+                                  #   the stop probabilities); settled needs it
     window: int = 0               # attention sees a token and the window - 1 before it (0: all)
     grow_iters: int = 0           # over the first grow_iters steps the longest training prompt
                                   #   grows from 2 characters to the longest the train split has
@@ -78,6 +92,15 @@ class Config(Checked):
             raise UsageError(f"--halt_prior must be in (0, 1), got {self.halt_prior}")
         if self.init_from not in ("scratch", "resume"):
             raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
+        if self.halt not in ("ponder", "settled"):
+            raise UsageError(f"--halt must be ponder or settled, got {self.halt!r}")
+        if not 0 <= self.train_loops <= self.max_loops:
+            raise UsageError(f"--train_loops must be in 0..max_loops ({self.max_loops}), "
+                             f"got {self.train_loops}")
+        if not 0 <= self.threshold <= 1:
+            raise UsageError(f"--threshold must be in [0, 1], got {self.threshold}")
+        if self.halt == "settled" and not self.loop_weight > 0:
+            raise UsageError("--halt=settled needs --loop_weight > 0: every loop must answer")
 
 
 # -----------------------------------------------------------------------------
@@ -90,24 +113,39 @@ def loop_ce(logits, targets, mask):
     return ((ce.view(N, B, T) * mask).sum(-1) / mask.sum(-1).clamp(min=1)).T
 
 
+def settling_loss(settled, right):
+    """How far a loop moves an answer that was right before it and is right after it: the mean
+    of 1 - settled (= |a_n - a_{n-1}| / |a_n|, wide.WideSLN.settled) over the loops n >= 2 of
+    each row where right[n - 1] and right[n]. settled (B, N), right (B, N) bool -> a scalar (0
+    where no loop qualifies)."""
+    kept = (right[:, 1:] & right[:, :-1]).float()
+    return ((1 - settled[:, 1:]) * kept).sum() / kept.sum().clamp(min=1)
+
+
 def wide_step(model, prompts, answers, cfg):
     """One batch of (prompt, answer) token lists -> the loss and the mean halting loop of E and
-    G."""
+    G under the rule evaluation uses."""
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
     at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
-    logits, lam, balance = model(idx[:, :-1], at, cfg.train_loops)        # (N, B, T, V), (2, B, N)
+    n_loops = cfg.train_loops or cfg.max_loops
+    logits, lam, balance = model(idx[:, :-1], at, n_loops)                # (N, B, T, V), (2, B, N)
     starts, lengths = [len(p) - 1 for p in prompts], [len(a) for a in answers]
     mask = span_mask(starts, lengths, idx.size(1) - 1, idx.device)
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
-    # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the same
-    # loops. With loop_weight the halting loss sees the CE as fixed (see the module docstring)
-    halt_ce = ce.detach() if cfg.loop_weight else ce
-    loss_e, p_e = halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)
-    loss_g, p_g = halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)
-    n = torch.arange(1, cfg.train_loops + 1, device=idx.device)
-    stats = dict(ponder_E=(p_e * n).sum(1).mean().item(), ponder_G=(p_g * n).sum(1).mean().item(),
-                 ce_last=ce[:, -1].detach().mean().item(), balance=float(balance.detach()))
-    loss = (loss_e + loss_g) / 2 + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
+    if cfg.halt == "settled":                # E = G: the answer, not a gate, says when to stop
+        hit = (logits.detach().argmax(-1) == idx[:, 1:]) | ~mask.bool()  # (N, B, T)
+        halting = settling_loss(lam[0], hit.all(-1).T)
+    else:
+        # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the
+        # same loops. With loop_weight the halting loss sees the CE as fixed (module docstring)
+        halt_ce = ce.detach() if cfg.loop_weight else ce
+        halting = (halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)[0]
+                   + halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)[0]) / 2
+    stats = dict(loops_E=model.halting_loops(lam[0].detach()).float().mean().item(),
+                 loops_G=model.halting_loops(lam[1].detach()).float().mean().item(),
+                 halting=halting.item(), ce_last=ce[:, -1].detach().mean().item(),
+                 balance=float(balance.detach()))
+    loss = halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
     return loss, stats
 
 
@@ -161,7 +199,8 @@ def main(cfg: Config):
     device, task = get_device(cfg.device), load_task(cfg.task)
     seed_everything(cfg.seed)
     wcfg = WideConfig(n_expert=cfg.n_expert, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                      max_loops=cfg.max_loops, window=cfg.window)
+                      max_loops=cfg.max_loops, window=cfg.window, halt=cfg.halt,
+                      threshold=cfg.threshold or {"ponder": 0.5, "settled": 0.99}[cfg.halt])
     model = WideSLN(wcfg).to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
@@ -205,7 +244,7 @@ def main(cfg: Config):
         optimize(model, opt, loss, cfg.grad_clip)
         loss_wide, *means = averaged([loss.item(), *stats.values()])   # the whole batch's
         stats = dict(zip(stats, means))
-        log.tick(loss=loss_wide, ponder=stats["ponder_E"])
+        log.tick(loss=loss_wide, loops=stats["loops_E"])
         if step % 25 == 0:
             log.log(step, loss_wide=loss_wide, lr=lr, **stats)
     log.close()

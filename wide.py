@@ -5,9 +5,15 @@ One network holds shared first blocks, a main gating network, a left and a right
 (each a gate plus a mixture of experts) and the last blocks before the LM head. Each loop the
 main gate routes the state to the left lobe, the right lobe or the output; the chosen lobe's top
 expert updates the state, the input is re-injected, and the loop repeats until the row halts.
-The halting is learned (PonderNet, losses.halting_loss): E halts on the main gate's "output"
-probability, G on the right lobe's score. train_wide.py trains it; the fixed-depth GPT it is
-compared with (system A=) has as many blocks (equal_depth_config).
+Two halting rules, the same in training and evaluation (stop_after):
+- ponder: learned (PonderNet, losses.halting_loss): E halts on the main gate's "output"
+  probability, G on the right lobe's score;
+- settled: a row stops after the first loop that moves its answer (what the LM head reads at the
+  last prompt token) by less than 1 - threshold of its length; E = G. It reads the state of the
+  computation, not a learned step count, so the loops can grow with the input past the training
+  lengths; train_wide.py's settling loss makes the extra loops on a right answer harmless.
+train_wide.py trains it; the fixed-depth GPT it is compared with (system A=) has as many blocks
+(equal_depth_config).
 
     >>> from wide import WideConfig, WideSLN
     >>> model = WideSLN(WideConfig(), kind="G")
@@ -40,6 +46,9 @@ class WideConfig:
     dropout: float = 0.0        # as LobeConfig
     rope_base: float = 10000.0  # as LobeConfig
     max_loops: int = 32         # evaluation: a row that never halts stops after this many loops
+    halt: str = "ponder"        # ponder (learned stop probabilities) | settled (the answer stops
+                                #   moving; E = G)
+    threshold: float = 0.5      # a row halts once its stop probability passes this
     window: int = 0             # every block sees a token and the window - 1 before it
                                 #   (0: all before)
 
@@ -124,11 +133,14 @@ class WideSLN(nn.Module):
     so generation thinks once over the prompt and then runs each new token through those loops
     with a KV cache (generate), batched."""
 
-    def __init__(self, cfg: WideConfig, kind="E", threshold=0.5, temperature=0.0, max_loops=None):
+    def __init__(self, cfg: WideConfig, kind="E", threshold=None, temperature=0.0, max_loops=None):
         super().__init__()
         if kind not in ("E", "G"):
             raise ValueError(f"a wide SLN is system E or G, not {kind!r}")
-        self.cfg, self.kind, self.threshold, self.temperature = cfg, kind, threshold, temperature
+        if cfg.halt not in ("ponder", "settled"):
+            raise UsageError(f"--halt must be ponder or settled, got {cfg.halt!r}")
+        self.cfg, self.kind, self.temperature = cfg, kind, temperature
+        self.threshold = cfg.threshold if threshold is None else threshold
         self.max_loops = max_loops or cfg.max_loops
         bcfg = cfg.block_config()
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)         # W_E, tied LM head
@@ -154,14 +166,17 @@ class WideSLN(nn.Module):
     # ---- one loop ------------------------------------------------------------
     def gates(self, h, x0, at):
         """Re-inject the input and read every gate at the last prompt token: z (B, T, C), the main
-        gate's (left, right, output) probabilities (B, 3), each lobe's expert probabilities (B, E)
-        and the stop probabilities of E and G (B,) each."""
+        gate's routing probabilities (left, right) (B, 2), each lobe's expert probabilities (B, E)
+        and the learned stop probabilities of E and G (B,) each. The routing is the softmax of
+        the main gate's first two logits, so the load-balancing loss on it never touches E's
+        stop logit, the third (E's "output" probability is the 3-way softmax's last entry)."""
         z = self.ln_loop(h) + x0                                    # LOOP LOGIC: input re-injected
         here = z[torch.arange(z.size(0), device=z.device), at]      # (B, C)
-        main = F.softmax(self.main_gate(here).float(), -1)
+        logits = self.main_gate(here).float()
+        main, stop_e = F.softmax(logits[:, :2], -1), F.softmax(logits, -1)[:, 2]
         lg, rg = self.left.gate(here).float(), self.right.gate(here).float()
         experts = F.softmax(lg, -1), F.softmax(rg[:, :-1], -1)
-        return z, main, experts, (main[:, 2], torch.sigmoid(rg[:, -1]))
+        return z, main, experts, (stop_e, torch.sigmoid(rg[:, -1]))
 
     def mask(self, T, device):
         """None (causal attention) or, with cfg.window = w, a (T, T) mask letting a token see the
@@ -189,7 +204,7 @@ class WideSLN(nn.Module):
         """LOOP LOGIC: each row goes to the lobe its main gate prefers; that lobe's top expert
         acts."""
         to_right = main[:, 1] > main[:, 0]
-        weight = torch.where(to_right, main[:, 1], main[:, 0]) / (main[:, 0] + main[:, 1])
+        weight = torch.where(to_right, main[:, 1], main[:, 0])
         rows = torch.arange(z.size(0), device=z.device)
 
         def run(block, x, idx):
@@ -210,26 +225,63 @@ class WideSLN(nn.Module):
             x = p.run(block, x, rows, i)
         return x
 
-    def decode(self, h, p):
+    def readout(self, h, p):
+        """The last blocks and ln_f: what the tied LM head reads (B, T, C)."""
         rows = torch.arange(h.size(0), device=h.device)
         for i, block in enumerate(self.last):
             h = p.run(block, h, rows, self.cfg.n_first + self.max_loops + i)
-        return self.ln_f(h) @ self.wte.weight.T                     # (B, T, V)
+        return self.ln_f(h)
+
+    # ---- halting: one rule for training and evaluation ------------------------
+    @staticmethod
+    def settled(answer, before):
+        """The settled rule's stop probability after a loop: 1 - |a_n - a_{n-1}| / |a_n|, where a
+        (B, C) is the answer read at the last prompt token after this loop and before it the one
+        after the loop before (None after loop 1: 0, a first answer is never settled)."""
+        if before is None:
+            return torch.zeros(answer.size(0), device=answer.device)
+        move = (answer - before).float().norm(dim=-1)
+        return 1 - move / answer.float().norm(dim=-1).clamp(min=1e-6)
+
+    def stop_after(self, lam, survive):
+        """P(the row has halted by this loop) from this loop's lam (B,) and the probability that
+        it had not halted before (B,). PonderNet: 1 - prod_{j<=n} (1 - lam_j), the mass of the
+        learned halting distribution on loops 1..n (at threshold 0.5 the row stops at its median
+        loop). Settled: lam itself. Returns (stop, survive)."""
+        if self.cfg.halt == "settled":
+            return lam, survive
+        survive = survive * (1 - lam)
+        return 1 - survive, survive
+
+    def halting_loops(self, lam):
+        """The loop each row halts at (B,), from lam (B, N) of every loop: the first whose stop
+        probability passes threshold, else N. think() stops at the same loop."""
+        survive, stops = torch.ones_like(lam[:, 0]), []
+        for n in range(lam.size(1)):
+            stop, survive = self.stop_after(lam[:, n], survive)
+            stops.append(stop > self.threshold)
+        stops = torch.stack(stops, 1)
+        return torch.where(stops.any(1), stops.float().argmax(1) + 1, lam.size(1)).long()
 
     # ---- training: every loop read out (PonderNet) -----------------------------
     def forward(self, idx, at, n_loops):
         """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
-        (N, B, T, V), stop probabilities after each loop (2, B, N) for E and G, and the
-        load-balancing loss of every gate averaged over loops."""
+        (N, B, T, V), lam after each loop (2, B, N) for E and G (ponder: the learned stop
+        probabilities; settled: the settled rule's, the same for both, with their gradient), and
+        the load-balancing loss of every gate averaged over loops."""
         p = self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        h, logits, lams, balance = x0, [], [], 0.0
+        h, logits, lams, balance, before = x0, [], [], 0.0, None
+        rows = torch.arange(idx.size(0), device=idx.device)
         z, main, experts, _ = self.gates(h, x0, at)
         for _ in range(n_loops):
             h = self.update(z, main, experts, p)
-            balance = balance + sum(load_balancing_loss(q) for q in (main[:, :2], *experts)) / 3
+            balance = balance + sum(load_balancing_loss(q) for q in (main, *experts)) / 3
             z, main, experts, lam = self.gates(h, x0, at)           # read the new state: stop now?
-            logits.append(self.decode(h, p))
+            out = self.readout(h, p)
+            logits.append(out @ self.wte.weight.T)                  # (B, T, V)
+            if self.cfg.halt == "settled":
+                lam, before = (self.settled(out[rows, at], before),) * 2, out[rows, at]
             lams.append(torch.stack(lam))
         return torch.stack(logits), torch.stack(lams, -1), balance / n_loops
 
@@ -237,18 +289,17 @@ class WideSLN(nn.Module):
     @torch.no_grad()
     def think(self, idx, at, p=None):
         """Loop until each row's stop probability passes threshold, or max_loops. The stop
-        probability after loop n is the halting distribution's mass on loops 1..n,
-        1 - prod_{j<=n} (1 - lam_j), with lam from the main gate (E) or the right lobe (G): the
-        row stops at the median of its learned halting loop. A halted row's state is frozen.
+        probability after each loop is stop_after's, the rule training used (halting_loops); a
+        halted row's state is frozen.
         Returns logits (B, T, V), loops (B,), a trace (per loop, each row's lobe (0 left, 1
         right, -1 halted), expert and stop probability) and the routes (per loop, the gates
         that routed it), which let a cached step replay the same loops for a new token."""
         p = p or self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        B = idx.size(0)
-        h = x0
+        B, rows = idx.size(0), torch.arange(idx.size(0), device=idx.device)
+        h, out, before = x0, None, None
         loops = torch.zeros(B, dtype=torch.long, device=idx.device)
-        survive = torch.ones(B, device=idx.device)
+        survive, stop = torch.ones(B, device=idx.device), torch.zeros(B, device=idx.device)
         halted = torch.zeros(B, dtype=torch.bool, device=idx.device)
         z, main, experts, _ = self.gates(h, x0, at)
         trace, routes = [], []
@@ -259,14 +310,19 @@ class WideSLN(nn.Module):
             h = torch.where(halted[:, None, None], h, self.update(z, main, experts, p, n))
             loops += (~halted).long()
             z, main, experts, lam = self.gates(h, x0, at)
-            survive = torch.where(halted, survive,
-                                  survive * (1 - (lam[0] if self.kind == "E" else lam[1])))
-            stop = 1 - survive                                      # P(halted by this loop)
+            lam = lam[0] if self.kind == "E" else lam[1]
+            if self.cfg.halt == "settled":                          # the answer, every loop
+                out = self.readout(h, p)
+                lam, before = self.settled(out[rows, at], before), out[rows, at]
+            stop_n, survive_n = self.stop_after(lam, survive)
+            stop = torch.where(halted, stop, stop_n)                # P(halted by this loop)
+            survive = torch.where(halted, survive, survive_n)
             trace.append((torch.where(halted, -1, lobe), expert, stop))
             halted |= stop > self.threshold                         # LOOP LOGIC: the row halts
             if halted.all():
                 break
-        return self.decode(h, p), loops, trace, routes
+        out = self.readout(h, p) if out is None else out            # settled: read at the end
+        return out @ self.wte.weight.T, loops, trace, routes
 
     @torch.no_grad()
     def step(self, idx, loops, routes, p):
@@ -278,7 +334,7 @@ class WideSLN(nn.Module):
         for n, (main, experts) in enumerate(routes):
             z = self.ln_loop(h) + x0                                # LOOP LOGIC: input re-injected
             h = torch.where((loops <= n)[:, None, None], h, self.update(z, main, experts, p, n))
-        return self.decode(h, p)
+        return self.readout(h, p) @ self.wte.weight.T
 
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens):
@@ -346,11 +402,11 @@ def equal_depth_config(wide_cfg: WideConfig) -> LobeConfig:
     return wide_cfg.block_config()
 
 
-def load_wide(path, kind, device="cpu", threshold=0.5, temperature=0.0, max_loops=None,
+def load_wide(path, kind, device="cpu", threshold=None, temperature=0.0, max_loops=None,
               idl_limit=None):
     """System E or G from a train_wide.py checkpoint. idl_limit counts the dialogue turns of B-F
-    and is not used here: the wide SLN's own limit is max_loops (default: the one saved with
-    it)."""
+    and is not used here: the wide SLN's own limit is max_loops and its threshold the halting
+    rule's (defaults: the ones saved with it)."""
     ckpt = load_checkpoint(path, device)
     if "wide" not in ckpt:
         raise UsageError(f"{path} holds no wide SLN: train one with python train_wide.py")

@@ -116,11 +116,12 @@ def recomputed(model, prompts, max_new_tokens):
     return new, loops
 
 
-@pytest.mark.parametrize("window,seed,kind", [(0, 1, "G"), (0, 3, "G"), (3, 0, "E"), (3, 3, "G")])
-def test_cached_generation_equals_recomputing_every_token(window, seed, kind):
+@pytest.mark.parametrize("window,seed,kind,halt", [(0, 1, "G", "ponder"), (0, 3, "G", "ponder"), (3, 0, "E", "ponder"),
+                                                   (3, 3, "G", "ponder"), (0, 2, "E", "settled"), (3, 1, "G", "settled")])
+def test_cached_generation_equals_recomputing_every_token(window, seed, kind, halt):
     from lobes import prompt_ids
     torch.manual_seed(seed)
-    model = WideSLN(replace(CFG, window=window), kind).eval()
+    model = WideSLN(replace(CFG, window=window, halt=halt, threshold=0.9 if halt == "settled" else 0.5), kind).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() >= 2:
@@ -188,7 +189,7 @@ def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
     with open(tmp_path / "metrics.jsonl") as f:
         lines = [json.loads(line) for line in f]
     assert [m["step"] for m in lines if "E_test" in m] == [0, 2, 4]
-    assert any("ponder_E" in m for m in lines)
+    assert any("loops_E" in m for m in lines)
     g = load_system(str(tmp_path / "ckpt.pt"), "G")
     assert g.kind == "G" and g.max_loops == 6 and len(g.answer(["0101"], 3).final) == 1
 
@@ -204,7 +205,8 @@ def test_resumed_wide_run_ends_with_the_same_weights(tmp_path):
 
 
 def test_bad_wide_options_are_usage_errors(tmp_path):
-    for bad in (dict(init_from="deep"), dict(halt_prior=1.0), dict(train_loops=0)):
+    for bad in (dict(init_from="deep"), dict(halt_prior=1.0), dict(train_loops=7), dict(train_loops=-1),
+                dict(halt="critic"), dict(halt="settled"), dict(threshold=1.5)):   # settled needs loop_weight
         with pytest.raises(UsageError):
             train_wide.main(replace(TINY, max_iters=1, out_dir=str(tmp_path), **bad))
 
@@ -256,3 +258,67 @@ def test_task_batch_grows_the_longest_prompt_from_two_characters():
     assert all(a == str(p.count("1") % 2) for p, a in short)
     add = get_task("addition")                     # every prompt 17 characters: the cap never falls below them
     assert len(add.batch(random.Random(0), 8, 0.0)) == 8
+
+
+# -----------------------------------------------------------------------------
+# Halting: one rule in training and evaluation; the balancing loss leaves the stop logit alone
+def test_settled_rule_and_stop_probabilities_by_hand():
+    # |(3, 4) - (3, 0)| = 4, |(3, 4)| = 5: the answer moved 80% of its length, settled 0.2
+    assert torch.allclose(WideSLN.settled(torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0]])), torch.tensor([0.2]))
+    assert WideSLN.settled(torch.tensor([[3.0, 4.0]]), None).tolist() == [0.0]     # loop 1 is never settled
+    ponder = WideSLN(CFG)                            # 1 - (0.8), 1 - (0.8 * 0.5), 1 - (0.8 * 0.5 * 0.1)
+    lam = torch.tensor([[0.2, 0.5, 0.9], [0.1, 0.1, 0.1]])
+    stops, survive = [], torch.ones(2)
+    for n in range(3):
+        stop, survive = ponder.stop_after(lam[:, n], survive)
+        stops.append(stop)
+    assert torch.allclose(torch.stack(stops, 1)[0], torch.tensor([0.2, 0.6, 0.96]))
+    assert ponder.halting_loops(lam).tolist() == [2, 3]           # 0.6 > 0.5; row 2 never passes: N
+    settled = WideSLN(replace(CFG, halt="settled", threshold=0.99))
+    assert settled.halting_loops(torch.tensor([[0.0, 0.995, 0.5], [0.0, 0.98, 0.991]])).tolist() == [2, 3]
+
+
+def test_settling_loss_by_hand():
+    settled = torch.tensor([[0.0, 0.9, 0.7], [0.0, 0.5, 0.99]])
+    right = torch.tensor([[True, True, True], [False, True, False]])
+    # row 1: loops 2 and 3 keep a right answer (moved 0.1 and 0.3); row 2: none -> (0.1 + 0.3) / 2
+    assert torch.isclose(train_wide.settling_loss(settled, right), torch.tensor(0.2))
+    assert train_wide.settling_loss(settled, torch.zeros(2, 3, dtype=torch.bool)) == 0
+
+
+def test_balancing_loss_has_no_gradient_on_the_stop_logit():
+    model = wide(6)
+    idx, at = batch(PROMPTS)
+    _, _, balance = model(idx, at, 4)
+    balance.backward()
+    g_w, g_b = model.main_gate.weight.grad, model.main_gate.bias.grad
+    assert g_w[:2].abs().sum() > 0 and g_b[:2].abs().sum() > 0    # it does route
+    assert g_w[2].abs().sum() == 0 and g_b[2] == 0                # and never moves E's stop logit
+
+
+@pytest.mark.parametrize("halt,kind", [("ponder", "E"), ("ponder", "G"), ("settled", "E"), ("settled", "G")])
+def test_evaluation_halts_where_the_training_forward_says(halt, kind):
+    torch.manual_seed(0)
+    model = WideSLN(replace(CFG, halt=halt, threshold=0.9 if halt == "settled" else 0.5), kind).eval()
+    with torch.no_grad():                            # small weights: rows that halt at different loops
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.1)
+        model.main_gate.bias[2] = model.right.gate.bias[-1] = 0.0
+    idx, at = batch(PROMPTS)
+    with torch.no_grad():
+        logits, lam, _ = model(idx, at, CFG.max_loops)
+    want = model.halting_loops(lam[0 if kind == "E" else 1])
+    got, rows = model.think(idx, at)[:2], torch.arange(len(PROMPTS))
+    assert torch.equal(got[1], want) and len(set(want.tolist())) > 1, want
+    # and the answer evaluation reads is the training forward's at that loop
+    assert torch.allclose(got[0], logits[want - 1, rows], atol=1e-5)
+
+
+def test_settled_run_trains_and_e_equals_g(tmp_path):
+    results = train_wide.main(replace(TINY, max_iters=2, halt="settled", loop_weight=1.0, out_dir=str(tmp_path)))
+    assert results["E_ood"] == results["G_ood"] and results["E_loops_ood"] == results["G_loops_ood"]
+    e, g = (load_system(str(tmp_path / "ckpt.pt"), k, threshold=0.5) for k in "EG")
+    assert e.cfg.halt == "settled" and e.threshold == g.threshold == 0.99     # its own rule, not the lobes'
+    d_e, d_g = e.answer(PROMPTS, 3), g.answer(PROMPTS, 3)
+    assert d_e.final == d_g.final and d_e.loops == d_g.loops and all(1 <= n <= TINY.max_loops for n in d_e.loops)
