@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from data import get_task
-from data.tasks import TASKS, unrev
+from data.task import unrev
+from data.tasks import TASKS
 from data.tokenizer import (BOS, EOS, PAD, SEP, SPECIALS, VALENCE, decode, decode_answer, encode, enc,
                             valence_token, vocab_size)
 from lobes import pad_right

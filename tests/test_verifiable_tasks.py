@@ -1,6 +1,6 @@
 """
-Tests for the verifiable tasks (data/tasks.py: subsetsum, countdown, toycode) and their search
-(data/verifiable.py): disjoint splits whose ood shapes training never shows, every dataset answer
+Tests for the verifiable tasks and their search (data/verifiable.py: subsetsum, countdown,
+toycode): disjoint splits whose ood shapes training never shows, every dataset answer
 right, every prompt proved solvable by search, junk and corruptions wrong and never raising, other
 right answers right, problems short and ASCII. Slow independent implementations (Python's eval on
 expressions built here, brute force over subsets) check the solver and the parser.
