@@ -32,6 +32,7 @@ import dataclasses
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -165,14 +166,32 @@ def evaluate(model, task, test, ood, max_new_tokens):
     return r
 
 
+@torch.no_grad()
+def expert_use(model, prompts):
+    """Each (lobe, expert)'s share of the loops the prompts run (think's trace): whether the
+    load balancing keeps more than one expert in use."""
+    idx, lengths = pad_right([prompt_ids(p) for p in prompts], model.wte.weight.device)
+    _, _, trace, _ = model.eval().think(idx, lengths - 1)
+    used = Counter((lobe, e) for lobes, experts, _ in trace
+                   for lobe, e in zip(lobes.tolist(), experts.tolist()) if lobe >= 0)
+    return {f"{('left', 'right')[lobe]} {e}": n / sum(used.values())
+            for (lobe, e), n in sorted(used.items())}
+
+
 def print_tables(model, task, results, test, ood, max_new_tokens):
-    """The final results, and per prompt length where prompts differ in length (parity)."""
+    """The final results, the experts in use, and per prompt length where prompts differ in
+    length (parity)."""
     r = results
     print("\n| task | step | E test | E ood | G test | G ood | E loops ood | G loops ood "
           "| minutes |\n"
           + "|---" * 9 + f"|\n| {task.name} | {r['step']} | {r['E_test']:.1%} | {r['E_ood']:.1%} "
           f"| {r['G_test']:.1%} | {r['G_ood']:.1%} | {r['E_loops_ood']:.2f} "
           f"| {r['G_loops_ood']:.2f} | {r['minutes']:.1f} |")
+    for kind in "EG":
+        model.kind = kind
+        print(f"{kind}'s loops on test and ood by lobe and expert: " + ", ".join(
+            f"{k} {v:.0%}" for k, v in expert_use(model, [p for p, _ in test + ood]).items()))
+    model.kind = "E"
     if len({len(p) for p, _ in test + ood}) == 1:
         return
     rows = {}

@@ -182,6 +182,7 @@ def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
     assert 1 <= results["G_loops_ood"] <= 6
     out = capsys.readouterr().out
     assert "the fixed-depth GPT of as many blocks (--n_layer=4)" in out and "| prompt length |" in out
+    assert "G's loops on test and ood by lobe and expert: " in out
     pooled = out[out.index("| lengths |"):].splitlines()[2:4]           # parity: 1-10 and 11-20 pooled
     assert [r.split(" | ")[0] for r in pooled] == ["| 1-10", "| 11-15"] and pooled[0].split(" | ")[1] == "12"
     ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
