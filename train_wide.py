@@ -12,9 +12,10 @@ The halting loss depends on --halt (wide.py holds both rules, the same in evalua
 - ponder: E[eq 1 at the halting loop] + halt_beta * KL(halting || geometric(halt_prior)) under
   each rule's halting distribution (PonderNet, losses.halting_loss), E's (the main gate) and G's
   (the right lobe's score) alike;
-- settled: a row stops once a loop moves its answer by less than 1 - threshold. The loss is how
-  far a loop moves an answer that was right before it and still is (settling_loss): extra loops
-  learn to do no harm, which makes stopping on a still answer safe at any length.
+- settled: a row stops once a loop moves the readout of every prompt token by less than
+  1 - threshold (a computation at rest, wherever it runs). The loss is how far a loop moves a
+  row whose answer was right before it and still is (settling_loss): extra loops learn to do no
+  harm, which makes stopping at rest safe at any length.
 
 With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
@@ -65,7 +66,7 @@ class Config(Checked):
     decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
     grad_clip: float = 1.0        # clip the gradient norm (0 = off)
     halt: str = "ponder"          # ponder (learned stop probabilities, E and G apart) | settled
-                                  #   (stop once a loop leaves the answer still; E = G)
+                                  #   (stop once a loop leaves the prompt's readout still; E = G)
     threshold: float = 0.0        # a row halts once its stop probability passes this (0: 0.5
                                   #   under ponder, 0.99 under settled)
     max_loops: PosInt = 16        # most loops a row runs
@@ -115,10 +116,10 @@ def loop_ce(logits, targets, mask):
 
 
 def settling_loss(settled, right):
-    """How far a loop moves an answer that was right before it and is right after it: the mean
-    of 1 - settled (= |a_n - a_{n-1}| / |a_n|, wide.WideSLN.settled) over the loops n >= 2 of
-    each row where right[n - 1] and right[n]. settled (B, N), right (B, N) bool -> a scalar (0
-    where no loop qualifies)."""
+    """How far a loop moves a row whose answer was right before it and is right after it: the
+    mean of 1 - settled (the largest relative move of a prompt token's readout,
+    wide.WideSLN.settled) over the loops n >= 2 of each row where right[n - 1] and right[n].
+    settled (B, N), right (B, N) bool -> a scalar (0 where no loop qualifies)."""
     kept = (right[:, 1:] & right[:, :-1]).float()
     return ((1 - settled[:, 1:]) * kept).sum() / kept.sum().clamp(min=1)
 

@@ -8,8 +8,8 @@ expert updates the state, the input is re-injected, and the loop repeats until t
 Two halting rules, the same in training and evaluation (stop_after):
 - ponder: learned (PonderNet, losses.halting_loss): E halts on the main gate's "output"
   probability, G on the right lobe's score;
-- settled: a row stops after the first loop that moves its answer (what the LM head reads at the
-  last prompt token) by less than 1 - threshold of its length; E = G. It reads the state of the
+- settled: a row stops after the first loop that moves what the LM head reads at each of its
+  prompt's tokens by less than 1 - threshold of its length; E = G. It reads the state of the
   computation, not a learned step count, so the loops can grow with the input past the training
   lengths; train_wide.py's settling loss makes the extra loops on a right answer harmless.
 train_wide.py trains it; the fixed-depth GPT it is compared with (system A=) has as many blocks
@@ -123,10 +123,11 @@ class WideSLN(nn.Module):
     """Shared first blocks, then the loop: the main gating network reads the state at the row's
     last prompt token and routes the row to the left or the right expert-lobe or to the output;
     the chosen lobe's expert updates the whole row; the input is re-injected; repeat. Then the
-    last blocks and the tied LM head. One network, two systems: E's probability of stopping after
-    a loop is the main gate's "output", G's is the right lobe's score (sigmoid); a row halts once
-    the probability that it has stopped passes `threshold` (see think). Training (train_wide.py)
-    fits both with PonderNet's loss (losses.halting_loss) on the same loops.
+    last blocks and the tied LM head. One network, two systems: under the ponder rule E's
+    probability of stopping after a loop is the main gate's "output", G's is the right lobe's
+    score (sigmoid), both fitted by PonderNet's loss on the same loops; under the settled rule
+    both read how far the loop moved the prompt's readout (settled). A row halts once its stop_after
+    probability passes `threshold` (think).
 
     Routing and halting are per row and read at the last prompt token, which causal attention
     keeps independent of the answer: every answer token of a row gets the same loops and experts,
@@ -234,14 +235,16 @@ class WideSLN(nn.Module):
 
     # ---- halting: one rule for training and evaluation ------------------------
     @staticmethod
-    def settled(answer, before):
-        """The settled rule's stop probability after a loop: 1 - |a_n - a_{n-1}| / |a_n|, where a
-        (B, C) is the answer read at the last prompt token after this loop and before it the one
-        after the loop before (None after loop 1: 0, a first answer is never settled)."""
+    def settled(out, before, prompt):
+        """The settled rule's stop probability after a loop: 1 - max_t |a_t - b_t| / |a_t| over
+        the prompt's tokens t (prompt (B, T) True there), where a (B, T, C) is what the LM head
+        reads after this loop and b after the loop before (None after loop 1: 0, a first answer is
+        never settled). Every prompt token, not only the last: while a far token's information
+        is still on its way to the answer, the tokens it passes through still move."""
         if before is None:
-            return torch.zeros(answer.size(0), device=answer.device)
-        move = (answer - before).float().norm(dim=-1)
-        return 1 - move / answer.float().norm(dim=-1).clamp(min=1e-6)
+            return torch.zeros(out.size(0), device=out.device)
+        move = (out - before).float().norm(dim=-1) / out.float().norm(dim=-1).clamp(min=1e-6)
+        return 1 - torch.where(prompt, move, 0.0).amax(1)
 
     def stop_after(self, lam, survive):
         """P(the row has halted by this loop) from this loop's lam (B,) and the probability that
@@ -272,7 +275,7 @@ class WideSLN(nn.Module):
         p = self.plain_pass(idx)
         x0 = self.encode(idx, p)
         h, logits, lams, balance, before = x0, [], [], 0.0, None
-        rows = torch.arange(idx.size(0), device=idx.device)
+        prompt = torch.arange(idx.size(1), device=idx.device) <= at[:, None]   # right-padded
         z, main, experts, _ = self.gates(h, x0, at)
         for _ in range(n_loops):
             h = self.update(z, main, experts, p)
@@ -281,7 +284,7 @@ class WideSLN(nn.Module):
             out = self.readout(h, p)
             logits.append(out @ self.wte.weight.T)                  # (B, T, V)
             if self.cfg.halt == "settled":
-                lam, before = (self.settled(out[rows, at], before),) * 2, out[rows, at]
+                lam, before = (self.settled(out, before, prompt),) * 2, out
             lams.append(torch.stack(lam))
         return torch.stack(logits), torch.stack(lams, -1), balance / n_loops
 
@@ -296,7 +299,10 @@ class WideSLN(nn.Module):
         that routed it), which let a cached step replay the same loops for a new token."""
         p = p or self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        B, rows = idx.size(0), torch.arange(idx.size(0), device=idx.device)
+        B, T = idx.shape
+        prompt = torch.arange(T, device=idx.device) <= at[:, None]   # the prompt's tokens,
+        if p.cache is not None:                                       # left-padded ones without
+            prompt = prompt & p.cache.valid[:, :T]                    # their pads
         h, out, before = x0, None, None
         loops = torch.zeros(B, dtype=torch.long, device=idx.device)
         survive, stop = torch.ones(B, device=idx.device), torch.zeros(B, device=idx.device)
@@ -313,7 +319,7 @@ class WideSLN(nn.Module):
             lam = lam[0] if self.kind == "E" else lam[1]
             if self.cfg.halt == "settled":                          # the answer, every loop
                 out = self.readout(h, p)
-                lam, before = self.settled(out[rows, at], before), out[rows, at]
+                lam, before = self.settled(out, before, prompt), out
             stop_n, survive_n = self.stop_after(lam, survive)
             stop = torch.where(halted, stop, stop_n)                # P(halted by this loop)
             survive = torch.where(halted, survive, survive_n)

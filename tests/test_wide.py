@@ -117,7 +117,7 @@ def recomputed(model, prompts, max_new_tokens):
 
 
 @pytest.mark.parametrize("window,seed,kind,halt", [(0, 1, "G", "ponder"), (0, 3, "G", "ponder"), (3, 0, "E", "ponder"),
-                                                   (3, 3, "G", "ponder"), (0, 2, "E", "settled"), (3, 1, "G", "settled")])
+                                                   (3, 3, "G", "ponder"), (0, 4, "E", "settled"), (3, 0, "G", "settled")])
 def test_cached_generation_equals_recomputing_every_token(window, seed, kind, halt):
     from lobes import prompt_ids
     torch.manual_seed(seed)
@@ -264,9 +264,12 @@ def test_task_batch_grows_the_longest_prompt_from_two_characters():
 # -----------------------------------------------------------------------------
 # Halting: one rule in training and evaluation; the balancing loss leaves the stop logit alone
 def test_settled_rule_and_stop_probabilities_by_hand():
-    # |(3, 4) - (3, 0)| = 4, |(3, 4)| = 5: the answer moved 80% of its length, settled 0.2
-    assert torch.allclose(WideSLN.settled(torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0]])), torch.tensor([0.2]))
-    assert WideSLN.settled(torch.tensor([[3.0, 4.0]]), None).tolist() == [0.0]     # loop 1 is never settled
+    # token 1: |(3, 4) - (3, 0)| = 4, |(3, 4)| = 5, it moved 80% of its length; token 2 did not move;
+    # the row is as settled as its least settled prompt token: 0.2. A token past the prompt is not read
+    out, before = torch.tensor([[[3.0, 4.0], [1.0, 0.0]]]), torch.tensor([[[3.0, 0.0], [1.0, 0.0]]])
+    assert torch.allclose(WideSLN.settled(out, before, torch.tensor([[True, True]])), torch.tensor([0.2]))
+    assert torch.allclose(WideSLN.settled(out, before, torch.tensor([[False, True]])), torch.tensor([1.0]))
+    assert WideSLN.settled(out, None, torch.tensor([[True, True]])).tolist() == [0.0]   # loop 1 is never settled
     ponder = WideSLN(CFG)                            # 1 - (0.8), 1 - (0.8 * 0.5), 1 - (0.8 * 0.5 * 0.1)
     lam = torch.tensor([[0.2, 0.5, 0.9], [0.1, 0.1, 0.1]])
     stops, survive = [], torch.ones(2)
