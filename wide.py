@@ -46,8 +46,8 @@ class WideConfig:
     dropout: float = 0.0        # as LobeConfig
     rope_base: float = 10000.0  # as LobeConfig
     max_loops: int = 32         # evaluation: a row that never halts stops after this many loops
-    halt: str = "ponder"        # ponder (learned stop probabilities) | settled (the answer stops
-                                #   moving; E = G)
+    halt: str = "ponder"        # ponder (learned stop probabilities) | settled (the prompt's
+                                #   readout stops moving; E = G)
     threshold: float = 0.5      # a row halts once its stop probability passes this
     window: int = 0             # every block sees a token and the window - 1 before it
                                 #   (0: all before)
@@ -126,8 +126,8 @@ class WideSLN(nn.Module):
     last blocks and the tied LM head. One network, two systems: under the ponder rule E's
     probability of stopping after a loop is the main gate's "output", G's is the right lobe's
     score (sigmoid), both fitted by PonderNet's loss on the same loops; under the settled rule
-    both read how far the loop moved the prompt's readout (settled). A row halts once its stop_after
-    probability passes `threshold` (think).
+    both read how far the loop moved the prompt's readout (settled). A row halts once its
+    stop_after probability passes `threshold` (think).
 
     Routing and halting are per row and read at the last prompt token, which causal attention
     keeps independent of the answer: every answer token of a row gets the same loops and experts,
