@@ -13,9 +13,10 @@ The halting loss depends on --halt (wide.py holds both rules, the same in evalua
   each rule's halting distribution (PonderNet, losses.halting_loss), E's (the main gate) and G's
   (the right lobe's score) alike;
 - settled: a row stops once a loop moves the readout of every prompt token by less than
-  1 - threshold (a computation at rest, wherever it runs). The loss is how far a loop moves a
-  row whose answer was right before it and still is (settling_loss): extra loops learn to do no
-  harm, which makes stopping at rest safe at any length.
+  1 - threshold (a computation at rest, wherever it runs). The loss is how far a loop moves an
+  answer that was right before it and still is (settling_loss, at the last prompt token): extra
+  loops learn to do no harm to a right answer, which makes looping until the rest safe at any
+  length, and leaves the other tokens free to carry what is still on its way.
 
 With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
@@ -116,10 +117,10 @@ def loop_ce(logits, targets, mask):
 
 
 def settling_loss(settled, right):
-    """How far a loop moves a row whose answer was right before it and is right after it: the
-    mean of 1 - settled (the largest relative move of a prompt token's readout,
-    wide.WideSLN.settled) over the loops n >= 2 of each row where right[n - 1] and right[n].
-    settled (B, N), right (B, N) bool -> a scalar (0 where no loop qualifies)."""
+    """How far a loop moves an answer that was right before it and is right after it: the mean
+    of 1 - settled (the relative move |a_n - a_{n-1}| / |a_n| of the readout a at the last
+    prompt token, wide.WideSLN.settled) over the loops n >= 2 of each row where right[n - 1] and
+    right[n]. settled (B, N), right (B, N) bool -> a scalar (0 where no loop qualifies)."""
     kept = (right[:, 1:] & right[:, :-1]).float()
     return ((1 - settled[:, 1:]) * kept).sum() / kept.sum().clamp(min=1)
 
@@ -130,13 +131,13 @@ def wide_step(model, prompts, answers, cfg):
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
     at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
     n_loops = cfg.train_loops or cfg.max_loops
-    logits, lam, balance = model(idx[:, :-1], at, n_loops)                # (N, B, T, V), (2, B, N)
+    logits, lam, balance, still = model(idx[:, :-1], at, n_loops)  # (N, B, T, V), (2, B, N), (B, N)
     starts, lengths = [len(p) - 1 for p in prompts], [len(a) for a in answers]
     mask = span_mask(starts, lengths, idx.size(1) - 1, idx.device)
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
     if cfg.halt == "settled":                # E = G: the answer, not a gate, says when to stop
         hit = (logits.detach().argmax(-1) == idx[:, 1:]) | ~mask.bool()  # (N, B, T)
-        halting = settling_loss(lam[0], hit.all(-1).T)
+        halting = settling_loss(still, hit.all(-1).T)
     else:
         # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the
         # same loops. With loop_weight the halting loss sees the CE as fixed (module docstring)

@@ -270,12 +270,15 @@ class WideSLN(nn.Module):
     def forward(self, idx, at, n_loops):
         """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
         (N, B, T, V), lam after each loop (2, B, N) for E and G (ponder: the learned stop
-        probabilities; settled: the settled rule's, the same for both, with their gradient), and
-        the load-balancing loss of every gate averaged over loops."""
+        probabilities; settled: the settled rule's, the same for both), the load-balancing loss
+        of every gate averaged over loops, and how settled the answer is after each loop (B, N):
+        settled() at the last prompt token alone, with its gradient (train_wide's settling
+        loss)."""
         p = self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        h, logits, lams, balance, before = x0, [], [], 0.0, None
+        h, logits, lams, still, balance, before = x0, [], [], [], 0.0, None
         prompt = torch.arange(idx.size(1), device=idx.device) <= at[:, None]   # right-padded
+        answer = torch.arange(idx.size(1), device=idx.device) == at[:, None]
         z, main, experts, _ = self.gates(h, x0, at)
         for _ in range(n_loops):
             h = self.update(z, main, experts, p)
@@ -284,9 +287,12 @@ class WideSLN(nn.Module):
             out = self.readout(h, p)
             logits.append(out @ self.wte.weight.T)                  # (B, T, V)
             if self.cfg.halt == "settled":
-                lam, before = (self.settled(out, before, prompt),) * 2, out
+                lam = (self.settled(out, before, prompt).detach(),) * 2
+            still.append(self.settled(out, before, answer))
             lams.append(torch.stack(lam))
-        return torch.stack(logits), torch.stack(lams, -1), balance / n_loops
+            before = out
+        return (torch.stack(logits), torch.stack(lams, -1), balance / n_loops,
+                torch.stack(still, -1))
 
     # ---- evaluation: each row stops on its own --------------------------------
     @torch.no_grad()

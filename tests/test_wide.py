@@ -58,11 +58,12 @@ def test_parameters_equal_the_fixed_depth_gpt_up_to_the_gates():
 def test_training_forward_reads_out_every_loop_with_stop_probabilities():
     model = wide()
     idx, at = batch(PROMPTS)
-    logits, lam, balance = model(idx, at, 5)
+    logits, lam, balance, still = model(idx, at, 5)
     assert logits.shape == (5, len(PROMPTS), idx.size(1), CFG.vocab_size)
     assert lam.shape == (2, len(PROMPTS), 5) and ((lam > 0) & (lam < 1)).all()
     assert not torch.equal(logits[0], logits[1])        # each loop changes the state
     assert balance >= 1.0 - 1e-6                        # the Switch loss is at least 1
+    assert still.shape == (len(PROMPTS), 5) and (still[:, 0] == 0).all() and (still[:, 1:] < 1).all()
 
 
 def test_a_row_that_halts_stops_changing():
@@ -238,7 +239,7 @@ def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities(
             loss, _ = train_wide.wide_step(model, prompts, answers, cfg)
         else:  # the answers' gradient is loop_weight * the mean CE over loops, nothing from halting
             idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], "cpu")
-            logits, _, _ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
+            logits, _, _, _ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
             mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, "cpu")
             loss = 0.5 * train_wide.loop_ce(logits, idx[:, 1:], mask).mean()
         loss.backward()
@@ -293,7 +294,7 @@ def test_settling_loss_by_hand():
 def test_balancing_loss_has_no_gradient_on_the_stop_logit():
     model = wide(6)
     idx, at = batch(PROMPTS)
-    _, _, balance = model(idx, at, 4)
+    _, _, balance, _ = model(idx, at, 4)
     balance.backward()
     g_w, g_b = model.main_gate.weight.grad, model.main_gate.bias.grad
     assert g_w[:2].abs().sum() > 0 and g_b[:2].abs().sum() > 0    # it does route
@@ -311,7 +312,7 @@ def test_evaluation_halts_where_the_training_forward_says(halt, kind):
         model.main_gate.bias[2] = model.right.gate.bias[-1] = 0.0
     idx, at = batch(PROMPTS)
     with torch.no_grad():
-        logits, lam, _ = model(idx, at, CFG.max_loops)
+        logits, lam, _, _ = model(idx, at, CFG.max_loops)
     want = model.halting_loops(lam[0 if kind == "E" else 1])
     got, rows = model.think(idx, at)[:2], torch.arange(len(PROMPTS))
     assert torch.equal(got[1], want) and len(set(want.tolist())) > 1, want
