@@ -47,7 +47,7 @@ from ranks import averaged, shard
 from lobes import Lobe, answer_ids, pad_right, prompt_ids, span_mask
 from losses import halting_loss
 from measure import LENGTH_BUCKETS, by_length, eval_splits, evaluate_system, pool
-from wide import WideConfig, WideSLN, equal_depth_config, save_wide
+from wide import THRESHOLD, WideConfig, WideSLN, equal_depth_config, save_wide
 
 
 @dataclass
@@ -95,8 +95,6 @@ class Config(Checked):
             raise UsageError(f"--halt_prior must be in (0, 1), got {self.halt_prior}")
         if self.init_from not in ("scratch", "resume"):
             raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
-        if self.halt not in ("ponder", "settled"):
-            raise UsageError(f"--halt must be ponder or settled, got {self.halt!r}")
         if not 0 <= self.train_loops <= self.max_loops:
             raise UsageError(f"--train_loops must be in 0..max_loops ({self.max_loops}), "
                              f"got {self.train_loops}")
@@ -221,7 +219,7 @@ def main(cfg: Config):
     seed_everything(cfg.seed)
     wcfg = WideConfig(n_expert=cfg.n_expert, n_head=cfg.n_head, n_embd=cfg.n_embd,
                       max_loops=cfg.max_loops, window=cfg.window, halt=cfg.halt,
-                      threshold=cfg.threshold or {"ponder": 0.5, "settled": 0.99}[cfg.halt])
+                      threshold=cfg.threshold or THRESHOLD.get(cfg.halt, 0.5))
     model = WideSLN(wcfg).to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")

@@ -35,6 +35,10 @@ from lobes import (Block, KVCache, Lobe, LobeConfig, attention_mask, prompt_ids,
 from losses import load_balancing_loss
 
 
+# each halting rule's threshold unless one is given: PonderNet's median loop, a 1% move
+THRESHOLD = {"ponder": 0.5, "settled": 0.99}
+
+
 @dataclass
 class WideConfig:
     n_first: int = 1            # shared first blocks (Figure 4: "the first 3 Transformer Blocks")
@@ -138,7 +142,7 @@ class WideSLN(nn.Module):
         super().__init__()
         if kind not in ("E", "G"):
             raise ValueError(f"a wide SLN is system E or G, not {kind!r}")
-        if cfg.halt not in ("ponder", "settled"):
+        if cfg.halt not in THRESHOLD:
             raise UsageError(f"--halt must be ponder or settled, got {cfg.halt!r}")
         self.cfg, self.kind, self.temperature = cfg, kind, temperature
         self.threshold = cfg.threshold if threshold is None else threshold
@@ -323,7 +327,7 @@ class WideSLN(nn.Module):
             loops += (~halted).long()
             z, main, experts, lam = self.gates(h, x0, at)
             lam = lam[0] if self.kind == "E" else lam[1]
-            if self.cfg.halt == "settled":                          # the answer, every loop
+            if self.cfg.halt == "settled":                          # every prompt token
                 out = self.readout(h, p)
                 lam, before = self.settled(out, before, prompt), out
             stop_n, survive_n = self.stop_after(lam, survive)
