@@ -28,6 +28,7 @@ class Rollout:
     actions: list             # what it wrote (token lists, <|eos|> included)
     advantages: torch.Tensor  # (N,) one per answer; the same on each of its tokens
     old_logp: torch.Tensor    # (N, T) per-token log-probs under the rollout policy
+    ref_full: torch.Tensor = None  # (N, T, V) the frozen reference's, computed once (eq 2)
 
 
 def make_rollout(left, contexts, actions, advantages, cfg):
@@ -44,9 +45,10 @@ def ppo_step(left, ref, ro, cfg):
     loss, ratio = ppo_clip_loss(logp, ro.old_logp, ro.advantages, mask, cfg.clip_eps)
     kl = torch.zeros((), device=logp.device)
     if cfg.kl_coef > 0:
-        with torch.no_grad():
-            _, _, ref_full = answer_logprobs(ref, ro.contexts, ro.actions, cfg.temperature)
-        kl = token_kl(full, ref_full, mask)                   # over the vocabulary, per token
+        if ro.ref_full is None:      # the reference is frozen: once per rollout, not per epoch
+            with torch.no_grad():
+                _, _, ro.ref_full = answer_logprobs(ref, ro.contexts, ro.actions, cfg.temperature)
+        kl = token_kl(full, ro.ref_full, mask)                # over the vocabulary, per token
     # under torchrun each rank's token mean becomes its part of the whole batch's (ranks.share)
     loss = share(loss + cfg.kl_coef * kl, mask.sum())
     return loss, ((ratio * mask).sum() / mask.sum()).detach(), kl.detach()
