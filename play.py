@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from common import Checked, PosInt, Prob, UsageError, get_device, load_task, run
-from sln import SYSTEMS, load_system
+from sln import SYSTEMS, load_lobes, load_system
 
 
 @dataclass
@@ -85,19 +85,26 @@ def show_wide(system, task, question):
     print_answer(task, prompt, d)
 
 
-def lobe_player(system):
-    """A game player backed by a network: the board text is the prompt, the answer the move."""
+def lobe_player(system, mover_view=False):
+    """A game player backed by a network: the board text is the prompt, the answer the move.
+    mover_view: tic-tac-toe seen from the side to move, as train_games.py trains its lobes."""
+    from games.tictactoe import mover_view as from_mover, to_prompt
+
     def player(game, rng):
-        return system.answer([game.render()], max_new_tokens=16).final[0]
+        board = to_prompt(from_mover(game.board)) if mover_view else game.render()
+        return system.answer([board], max_new_tokens=16).final[0]
     return player
 
 
 def make_player(name, cfg, game_name):
     from games import alphabeta_player, human_player, random_player
     if name == "lobe":
-        return lobe_player(load_system(cfg.ckpt, cfg.system, get_device(cfg.device),
-                                       idl_limit=cfg.idl_limit, threshold=cfg.threshold,
-                                       temperature=cfg.temperature))
+        system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device),
+                             idl_limit=cfg.idl_limit, threshold=cfg.threshold,
+                             temperature=cfg.temperature)
+        wide = cfg.system in ("E", "G")
+        view = None if wide else load_lobes(cfg.ckpt, "cpu")[2].get("board_view")
+        return lobe_player(system, mover_view=view == "mover" and game_name == "tictactoe")
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
         if not hasattr(module, "optimal_player"):

@@ -5,20 +5,23 @@ Algorithm 2 with an external reward and TD errors (the NOTE after eq 8), PPO-cli
 self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9), eq 2's KL:
 
     for each batch of games:                                         Alg 2 lines 1-2
-        the left lobe (actor) reads the board and writes its move (sampling at `temperature`)
-        against an opponent (self | random | optimal); +1/0/-1 arrives at the end, and an
+        the left lobe (actor) reads the board from the mover's side and writes its move
+        (sampling at `temperature`) against an opponent (self | random | optimal), from the
+        empty board or after 0..openings random moves; +1/0/-1 arrives at the end, and an
         illegal move forfeits                                        lines 4-18 as a game
-        the right lobe is V over positions; the TD error delta = r + gamma V(next) - V(now)
-        gives the advantages (GAE)                                   the NOTE, steps 1-4
-        right <- BCE toward (return + 1) / 2, eq 9 over moves         step 5, lines 22-24, 27
-        left  <- PPO-clip (eq 8) with those advantages, + kl_coef * eq 2
+        the right lobe is V over positions for the side to move, so one V covers both seats;
+        the TD error is negamax, delta = r - gamma V(next) - V(now), and gives the
+        advantages (GAE)                                             the NOTE, steps 1-4
+        right <- BCE toward (return + 1) / 2 on every move, eq 9     step 5, lines 22-24, 27
+        left  <- PPO-clip (eq 8) with those advantages on its own moves, + kl_coef * eq 2
                                                                      steps 6-7, lines 19-20, 28
         §5.4: while the critic is not satisfied with the moves (capped): sample, score, update
 
 The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly random legal moves
 only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
-reference is its left lobe. Evaluation is exact (games.tictactoe.exact_outcome): the greedy lobe
-against the optimal player from each seat, every optimal reply enumerated.
+reference is its left lobe. Evaluation is exact (games.tictactoe.exact_outcome): against the
+optimal player from each seat, every optimal reply enumerated, for the greedy left lobe alone (A)
+and for the lateralized IDL (F), where the critic accepts or rejects the left lobe's moves.
 
     $ python train_games.py                                  # CPU, minutes
     $ python train_games.py --opponent=self --self_play_max=1
@@ -37,8 +40,8 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
                     save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
-from games.tictactoe import (after, exact_outcome, is_over, moves, play_batch, reachable_positions,
-                             read_move, to_prompt, winner)
+from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, mover_view, play_batch,
+                             reachable_positions, read_move, to_prompt, winner)
 from idl import speak
 from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
@@ -66,12 +69,16 @@ class Config(Checked):
     ppo_epochs: PosInt = 2        # PPO updates per rollout (the first has ratio exactly 1)
     gamma: Prob = 1.0             # TD discount
     gae_lambda: Prob = 1.0        # GAE lambda; 1 = return - V (unbiased), 0 = the TD error delta
-    kl_coef: float = 0.0          # eq 2's lambda: per-token KL to the warm start (0 = off)
+    kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
+                                  #   keeps the rules the warm start knows (illegal moves grow
+                                  #   without it)
     self_play_max: int = 0        # §5.4: extra sample-and-update rounds per batch until the
                                   #   critic is satisfied; 0 = off, as §5.4 warns that many
                                   #   actor updates per critic update overfit the actor to the batch
     satisfied: Prob = 0.9         # §5.4: the critic is satisfied when its mean score is >= this
     pavlov_lambda: Decay = 0.0    # eq 9 decay over the moves before the reward (0 = every move 1)
+    openings: int = 2             # each game starts after 0..openings uniformly random moves
+                                  #   (exploring starts: every position keeps being visited)
     opponent: str = "optimal,random,self"  # opponents cycled over a batch, from: self | random |
                                   #   optimal
     lr_left: PosFloat = 1e-3      # left lobe (actor) AdamW learning rate: lobes trained hard
@@ -82,10 +89,14 @@ class Config(Checked):
     n_layer: PosInt = 2           # blocks per lobe
     n_head: PosInt = 4            # attention heads per block
     n_embd: PosInt = 64           # residual width per lobe
+    idl_limit: PosInt = 4         # F's attempts per move at evaluation (Alg 2 line 5)
     eval_interval: PosInt = 100   # evaluate and checkpoint every this many batches
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
 
     def check(self):
+        if not 0 <= self.openings <= 4:
+            raise UsageError(f"--openings must be 0..4 (five moves can end a game), "
+                             f"got {self.openings}")
         if self.task != "tictactoe":
             raise UsageError(f"--task must be tictactoe (the game played whole), got {self.task!r}")
         bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
@@ -115,9 +126,15 @@ class Target(NamedTuple):
 
 
 # -----------------------------------------------------------------------------
+def board_prompt(board):
+    """A position as the lobes read it, from the mover's side (games.tictactoe.mover_view): the
+    lobe's own marks are always x, so both seats share what they learn."""
+    return to_prompt(mover_view(board))
+
+
 def board_ids(board):
-    """A position as the lobes read it: <|bos|> x.o|.x.|..o <|sep|>."""
-    return prompt_ids(to_prompt(board))
+    """<|bos|> x.o|.x.|..o <|sep|>, from the mover's side."""
+    return prompt_ids(board_prompt(board))
 
 
 def random_move_sft(cfg, device, path):
@@ -141,7 +158,7 @@ def random_move_sft(cfg, device, path):
     print(f"warm start: {cfg.warm_iters} eq 1 steps on random legal moves, last loss "
           f"{loss.item():.3f} (uniform over legal moves is about 1.6)")
     right.load_state_dict(left.state_dict())   # the critic starts from the same board features
-    save_lobes(path, left, right, cfg=cfg, task=cfg.task)
+    save_lobes(path, left, right, cfg=cfg, task=cfg.task, board_view="mover")
 
 
 def warm_start(cfg, device):
@@ -164,7 +181,13 @@ def play_games(left, n_games, opponents, cfg, rng):
         ctx = [board_ids(b) for b in boards]
         texts, actions, _ = speak(left, ctx, MOVE_TOKENS, cfg.temperature)
         return [(t, (c, a)) for t, c, a in zip(texts, ctx, actions)]
-    history, outcome = play_batch(n_games, opponents, mover, rng)
+    starts = []
+    for _ in range(n_games):                       # exploring starts: 0..openings random moves
+        board = EMPTY
+        for _ in range(rng.randint(0, cfg.openings)):
+            board = after(board, rng.choice(moves(board)))
+        starts.append(board)
+    history, outcome = play_batch(n_games, opponents, mover, rng, starts)
     return [[Turn(seat, board, *(note or ())) for seat, board, note in h] for h in history], outcome
 
 
@@ -177,37 +200,41 @@ def values_of(right, history):
 
 
 def td_targets(history, outcome, values, cfg):
-    """Per game and seat, the positions where that seat moved, with GAE advantages and returns.
-    The TD error is delta_t = r_t + gamma V(s_{t+1}) - V(s_t) (the NOTE after eq 8, step 4):
-    s_{t+1} is the seat's next turn, r is 0 until the final +1/0/-1, V of the end is 0. values: V
-    of every history entry in order. Returns [Target]; with pavlov_lambda > 0 a move dT moves
-    before the reward weighs C0 exp(-lambda dT) (mean 1 per trajectory), else 1."""
+    """Every move of every game with its GAE advantage and return, by negamax TD over plies.
+
+    V is the expected result of the side to move (the board is seen from its side), so the next
+    position's value is the opponent's and enters with a minus sign: the TD error (the NOTE after
+    eq 8, step 4) is delta_t = r_t - gamma V(s_{t+1}) - V(s_t), i.e. GAE with discount -gamma.
+    r is 0 until the last move, which gets the mover's +1/0/-1 (a forfeit is -1); V of the end
+    is 0. values: V of every history entry in order. Returns [Target]; with pavlov_lambda > 0 a
+    move dT of its seat's moves before that seat's reward weighs C0 exp(-lambda dT) (mean 1 per
+    seat), else 1."""
     targets, k = [], 0
     for h, out in zip(history, outcome):
         v = values[k:k + len(h)]
         k += len(h)
+        rewards = torch.zeros(len(h))
+        rewards[-1] = float(out[h[-1].seat])
+        adv, ret = gae_advantages(rewards, torch.cat([v, torch.zeros(1)]), -cfg.gamma,
+                                  cfg.gae_lambda)
+        w = torch.ones(len(h))
         for s in (0, 1):
             idx = [i for i, turn in enumerate(h) if turn.seat == s]
-            if not idx:
-                continue
-            rewards = torch.zeros(len(idx))
-            rewards[-1] = float(out[s])
-            adv, ret = gae_advantages(rewards, torch.cat([v[idx], torch.zeros(1)]), cfg.gamma,
-                                      cfg.gae_lambda)
-            w = pavlovian_weights(len(idx), cfg.pavlov_lambda) * len(idx)   # lambda 0: all 1
-            targets += [Target(h[i], adv[n].item(), ret[n].item(), w[n].item())
-                        for n, i in enumerate(idx)]
+            if idx:
+                w[idx] = pavlovian_weights(len(idx), cfg.pavlov_lambda) * len(idx)  # lambda 0: 1
+        targets += [Target(turn, adv[i].item(), ret[i].item(), w[i].item())
+                    for i, turn in enumerate(h)]
     return targets
 
 
-def critic_step(right, mine):
-    """The NOTE's step 5 as eq 7: BCE toward (return + 1) / 2, whose gradient on the score logit
-    is -delta / 2 at gae_lambda 0; eq 9 weighs a move by its distance to the reward (§5.5).
-    V is the lobe's expected result when it is to move: the opponent's positions would teach the
-    opposite value for boards that look the same (who is the lobe is not on the board)."""
+def critic_step(right, targets):
+    """The NOTE's step 5 as eq 7 on every move of the batch, the opponents' too: BCE toward
+    (return + 1) / 2, whose gradient on the score logit is -delta / 2 at gae_lambda 0; eq 9 weighs
+    a move by its distance to the reward (§5.5). Seen from the mover's side, one V covers both
+    seats and every player's positions."""
     dev = right.wte.weight.device
-    ret, w = torch.tensor([t.ret for t in mine]), torch.tensor([t.weight for t in mine])
-    scores = right.score([board_ids(t.turn.board) for t in mine])
+    ret, w = torch.tensor([t.ret for t in targets]), torch.tensor([t.weight for t in targets])
+    scores = right.score([board_ids(t.turn.board) for t in targets])
     return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
 
 
@@ -251,22 +278,58 @@ def self_play(left, right, ref, opt_left, boards, cfg):
 
 
 @torch.no_grad()
-def evaluate_games(left):
-    """Exact results of the greedy left lobe against the optimal player from each seat
-    (games.tictactoe.exact_outcome enumerates every optimal reply), and its illegal-move rate
-    over all 4,520 positions that are not over."""
-    left.eval()
+def critic_moves(left, right, boards, idl_limit, threshold=0.5, seed=0):
+    """The lateralized IDL on a move (Alg 2 lines 4-19): the left lobe proposes (greedy first,
+    then samples at temperature 1), the right lobe scores the move by the position it leads to
+    (move_scores), and the first move it scores >= threshold is played; after idl_limit attempts,
+    the best-scored one. Sampling is seeded, so a board always gets the same move. Returns the
+    move texts and the attempts each board took."""
+    texts, best = [None] * len(boards), [-1.0] * len(boards)
+    attempts, active = [0] * len(boards), list(range(len(boards)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for loop in range(idl_limit):
+            if not active:
+                break
+            said = left.answer([board_prompt(boards[i]) for i in active], MOVE_TOKENS,
+                               0.0 if loop == 0 else 1.0)
+            scores = move_scores(right, [boards[i] for i in active], said).tolist()
+            still = []
+            for i, t, p in zip(active, said, scores):
+                attempts[i] += 1
+                if p > best[i]:
+                    texts[i], best[i] = t, p
+                if p < threshold:
+                    still.append(i)
+            active = still
+    return texts, attempts
+
+
+@torch.no_grad()
+def evaluate_games(left, right, idl_limit):
+    """Exact results against the optimal player from each seat (games.tictactoe.exact_outcome
+    enumerates every optimal reply) of the greedy left lobe alone (A) and of the lateralized IDL
+    (F, critic_moves), and their illegal-move rates over all 4,520 positions that are not over."""
+    left.eval(), right.eval()
     boards = sorted(b for b in reachable_positions() if not is_over(b))
-    texts = []
+    systems = {"": [], "F_": []}
+    attempts = []
     for i in range(0, len(boards), 1024):
-        texts += left.answer([to_prompt(b) for b in boards[i:i + 1024]], MOVE_TOKENS)
-    table = {b: read_move(t) for b, t in zip(boards, texts)}
-    r = {"illegal": sum(table[b] not in moves(b) for b in boards) / len(boards)}
-    for seat in (0, 1):
-        out = exact_outcome(lambda b: table[b], seat)
-        mark = "XO"[seat]
-        r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
-    left.train()
+        chunk = boards[i:i + 1024]
+        systems[""] += left.answer([board_prompt(b) for b in chunk], MOVE_TOKENS)
+        texts, n = critic_moves(left, right, chunk, idl_limit, seed=i)
+        systems["F_"] += texts
+        attempts += n
+    r = {"F_attempts": sum(attempts) / len(attempts)}
+    for name, texts in systems.items():
+        table = {b: read_move(t) for b, t in zip(boards, texts)}
+        r[f"{name}illegal"] = sum(table[b] not in moves(b) for b in boards) / len(boards)
+        for seat in (0, 1):
+            out = exact_outcome(lambda b: table[b], seat)
+            mark = "XO"[seat]
+            r.update({f"{name}loss_{mark}": float(out["loss"]),
+                      f"{name}draw_{mark}": float(out["draw"])})
+    left.train(), right.train()
     return r
 
 
@@ -286,7 +349,7 @@ def main(cfg: Config):
         resume(ckpt, ckpt_path, opt_left=opt_left, opt_right=opt_right)
         start, rows = ckpt["iteration"], ckpt["rows"]
     else:
-        start, rows = 0, [dict(iter=0, **evaluate_games(left), minutes=0.0)]
+        start, rows = 0, [dict(iter=0, **evaluate_games(left, right, cfg.idl_limit), minutes=0.0)]
     print(f"{cfg.task}: left {left.num_params():,} + right {right.num_params():,} "
           f"parameters on {device}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "games", cfg.wandb_project,
@@ -296,6 +359,10 @@ def main(cfg: Config):
     t0 = time.time() - 60 * rows[-1]["minutes"]
     for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")      # the games, reproducible for exact resume
+        # cosine decay to a tenth (common.lr_at): a constant step keeps the greedy policy
+        # flipping between evaluations; annealing lets the last one settle
+        set_lr(opt_left, lr_at(it, cfg.max_iters, cfg.lr_left, warmup=0))
+        set_lr(opt_right, lr_at(it, cfg.max_iters, cfg.lr_right, warmup=0))
         with autocast(device):
             left.eval(), right.eval()
             # LOOP LOGIC: Alg 2 lines 2-18 as games: the actor moves, the opponent replies, and
@@ -306,7 +373,7 @@ def main(cfg: Config):
             mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
             left.train(), right.train()
             # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9
-            loss_right = critic_step(right, mine)
+            loss_right = critic_step(right, targets)
             optimize(right, opt_right, loss_right, cfg.grad_clip)
             # LOOP LOGIC: steps 6-7 as eq 8 (Alg 2 lines 19-20, 28): PPO-clip with the advantages
             ro = make_rollout(left, [t.turn.context for t in mine], [t.turn.action for t in mine],
@@ -323,10 +390,11 @@ def main(cfg: Config):
         log.log(it + 1, **stats)
         if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:
             continue
-        row = dict(iter=it + 1, **evaluate_games(left), **stats, minutes=(time.time() - t0) / 60)
+        row = dict(iter=it + 1, **evaluate_games(left, right, cfg.idl_limit), **stats,
+                   minutes=(time.time() - t0) / 60)
         log.report(it + 1, row, rows, digits=4)
         save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=cfg.task,
-                   iteration=it + 1, rows=rows, ref_path=ref_path)
+                   iteration=it + 1, rows=rows, ref_path=ref_path, board_view="mover")
     log.close()
     print(table(rows))
     print(f"wall time {(time.time() - t_start) / 60:.1f} minutes, warm start and evaluations "
@@ -335,13 +403,15 @@ def main(cfg: Config):
 
 
 def table(rows):
-    """Every exact evaluation against the perfect player as a markdown table (iteration 0: the
-    random-move warm start)."""
-    cols = [("iter", "iter", "{}"), ("loss_X", "loss as X", "{:.2%}"),
-            ("loss_O", "loss as O", "{:.2%}"),
-            ("draw_X", "draw as X", "{:.2%}"), ("draw_O", "draw as O", "{:.2%}"),
-            ("illegal", "illegal", "{:.2%}"), ("reward", "mean reward", "{:.3f}"),
-            ("minutes", "minutes", "{:.1f}")]
+    """Every exact evaluation against the perfect player as a markdown table: the left lobe alone
+    (A) and the lateralized IDL (F); iteration 0 is the random-move warm start."""
+    cols = [("iter", "iter", "{}")]
+    for name, system in (("", "A"), ("F_", "F")):
+        cols += [(f"{name}loss_X", f"{system} loss as X", "{:.2%}"),
+                 (f"{name}loss_O", f"{system} loss as O", "{:.2%}"),
+                 (f"{name}illegal", f"{system} illegal", "{:.2%}")]
+    cols += [("F_attempts", "F attempts", "{:.2f}"), ("reward", "mean reward", "{:.3f}"),
+             ("minutes", "minutes", "{:.1f}")]
     return markdown_table(rows, cols)
 
 

@@ -144,13 +144,15 @@ def read_move(text):
     return int(text) - 1 if len(text) == 1 and text in "123456789" else None
 
 
-def play_batch(n_games, opponents, mover, rng):
-    """n_games in lockstep, for a learner that moves in batches. Game g: the learner sits at seat
+def play_batch(n_games, opponents, mover, rng, starts=None):
+    """n_games in lockstep, for a learner that moves in batches, from the empty board or from
+    starts[g] (positions not over). Game g: the learner sits at seat
     g % 2 against opponents[(g // 2) % len(opponents)]: 'random', 'optimal', or 'self' (it plays
     both seats). mover(boards) -> [(move text, note)] moves in every game where the learner is to
     move at once. Returns history[g] = [(seat, board, note)] (note None for the opponent's moves)
     and outcome[g] = (r_X, r_O) in {+1, 0, -1}; an unreadable or illegal move loses on the spot."""
-    boards, history, outcome = [EMPTY] * n_games, [[] for _ in range(n_games)], [None] * n_games
+    boards = list(starts) if starts else [EMPTY] * n_games
+    history, outcome = [[] for _ in range(n_games)], [None] * n_games
     kinds = [opponents[(g // 2) % len(opponents)] for g in range(n_games)]
     learner = [(0, 1) if kinds[g] == "self" else (g % 2,) for g in range(n_games)]
     while any(o is None for o in outcome):
@@ -229,6 +231,13 @@ class TicTacToe(Game):
 def to_prompt(board):
     """'x.o.x...o' -> 'x.o|.x.|..o'."""
     return "|".join(board[i:i + 3] for i in (0, 3, 6))
+
+
+def mover_view(board):
+    """The board from the side to move: its own marks as 'x', the other side's as 'o'. One
+    network then plays both seats with one set of features, and a position's value for the side
+    to move means the same from either seat (whose turn it is still shows in the counts)."""
+    return board if mark_to_move(board) == "x" else board.translate(str.maketrans("xo", "ox"))
 
 
 def from_prompt(prompt):

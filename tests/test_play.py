@@ -58,3 +58,19 @@ def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
     loops = [line for line in out.splitlines() if line.startswith("loop ")]
     assert len(loops) == 3 and all(" lobe, expert " in line for line in loops)  # untrained: P(stop) ~ 0.1 a loop
     assert "stop: limit after 3 loop(s)" in out
+
+
+def test_lobe_player_reads_tictactoe_from_the_mover_side_when_trained_so():
+    from types import SimpleNamespace
+    from games.tictactoe import TicTacToe
+    seen = []
+
+    class Echo:
+        def answer(self, prompts, max_new_tokens):
+            seen.extend(prompts)
+            return SimpleNamespace(final=["5"])
+    game = TicTacToe()
+    game.play(0)                                      # X in the corner: O to move
+    for mover in (True, False):
+        play.lobe_player(Echo(), mover_view=mover)(game, None)
+    assert seen == ["o..|...|...", "x..|...|..."]     # train_games.py's view, then the board's

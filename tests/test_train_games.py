@@ -28,17 +28,29 @@ def test_move_scores_win_draw_illegal_and_the_critic_for_the_rest(tiny_lobe):
     assert 0 < s[1] < 1
 
 
-def test_td_targets_give_returns_and_eq9_weights_per_seat():
-    cfg = tg.Config(gamma=1.0, gae_lambda=1.0, pavlov_lambda=float("inf"))
+def test_td_targets_are_negamax_over_plies_with_eq9_weights_per_seat():
+    # X moves, O moves, X moves and wins; V is each mover's expected result
     h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(1, "b1"), tg.Turn(0, "b2", [1], [2])]
-    targets = tg.td_targets([h], [(1, -1)], torch.tensor([0.2, 0.0, 0.6]), cfg)
-    # X moved twice and won: returns 1, advantages 1 - V; eq 9 with lambda inf: all weight on the
-    # last move
-    x = [t for t in targets if t.turn.seat == 0]
-    got = (x[0].advantage, x[0].ret, x[1].advantage, x[1].ret)
-    assert [round(v, 5) for v in got] == [0.8, 1.0, 0.4, 1.0]
-    assert [t.turn.board for t in targets] == ["b0", "b2", "b1"]
-    assert [t.weight for t in targets] == [0.0, 2.0, 1.0]
+    v = torch.tensor([0.2, 0.0, 0.6])
+    mc = tg.td_targets([h], [(1, -1)], v, tg.Config(gae_lambda=1.0, pavlov_lambda=float("inf")))
+    # lambda 1: the return is each mover's result (+1, -1, +1), the advantage that minus V
+    assert [t.turn.board for t in mc] == ["b0", "b1", "b2"]
+    assert [round(t.ret, 5) for t in mc] == [1.0, -1.0, 1.0]
+    assert [round(t.advantage, 5) for t in mc] == [0.8, -1.0, 0.4]
+    # eq 9 with lambda inf: per seat, all weight on that seat's last move (X: 0, 2; O: 1)
+    assert [t.weight for t in mc] == [0.0, 1.0, 2.0]
+    # lambda 0: delta = r - V(next) - V(now): -0.0 - 0.2, -0.6 - 0.0, 1 - 0 - 0.6
+    td = tg.td_targets([h], [(1, -1)], v, tg.Config(gae_lambda=0.0))
+    assert [round(t.advantage, 5) for t in td] == [-0.2, -0.6, 0.4]
+    assert [round(t.ret, 5) for t in td] == [0.0, -0.6, 1.0]
+    assert [t.weight for t in td] == [1.0, 1.0, 1.0]
+
+
+def test_mover_view_swaps_marks_when_o_is_to_move():
+    from games.tictactoe import mover_view
+    assert mover_view("x........") == "o........"          # O to move: its marks become x
+    assert mover_view("xo.......") == "xo......."          # X to move: as it is
+    assert tg.board_prompt("xx.o.....") == "oo.|x..|..."
 
 
 def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
@@ -56,11 +68,34 @@ def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
         assert lobe_seats <= ({0, 1} if g // 2 % 3 == 2 else {g % 2})
 
 
+def test_openings_start_games_after_random_moves(tiny_lobe):
+    cfg = tg.Config(openings=4)
+    history, _ = tg.play_games(tiny_lobe, 12, ["random"], cfg, random.Random(0))
+    marks = [9 - h[0].board.count(".") for h in history]
+    assert max(marks) <= 4 and len(set(marks)) > 1       # 0..4 random moves before play
+    with pytest.raises(UsageError):
+        tg.Config(openings=5)                              # five moves can end a game
+
+
+def test_critic_moves_play_the_first_move_the_critic_accepts(tiny_lobe):
+    boards = ["xx.oo....", "x...o...."]
+    texts, attempts = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=0.0)
+    assert attempts == [1, 1]                            # threshold 0 accepts the greedy move
+    greedy = tiny_lobe.answer([tg.board_prompt(b) for b in boards], tg.MOVE_TOKENS)
+    assert texts == greedy
+    texts2, attempts = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=1.1)
+    assert attempts == [3, 3]                            # never satisfied: every attempt, best kept
+    again, _ = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=1.1)
+    assert again == texts2                               # seeded: a board always gets one move
+
+
 def test_smoke_games_run_and_exact_resume(tmp_path):
     a = tg.main(tg.Config(out_dir=str(tmp_path / "a"), **TINY_GAMES))
     assert [r["iter"] for r in a] == [0, 1, 2] and a[1]["ratio"] == 1.0
     assert all(0 <= r["loss_X"] <= 1 and 0 <= r["loss_O"] <= 1 for r in a)
     assert (tmp_path / "a" / "ckpt.pt").exists() and (tmp_path / "a" / "warm" / "ckpt.pt").exists()
+    assert torch.load(tmp_path / "a" / "ckpt.pt", weights_only=False)["board_view"] == "mover"
+    assert {"F_loss_X", "F_loss_O", "F_attempts"} <= set(a[-1])          # A and F, exactly
     tg.main(tg.Config(out_dir=str(tmp_path / "b"), **{**TINY_GAMES, "max_iters": 1}))
     b = tg.main(tg.Config(out_dir=str(tmp_path / "b"), init_from="resume", **TINY_GAMES))
     assert [r["iter"] for r in b] == [0, 1, 2]
