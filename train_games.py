@@ -359,8 +359,8 @@ def main(cfg: Config):
     t0 = time.time() - 60 * rows[-1]["minutes"]
     for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")      # the games, reproducible for exact resume
-        # cosine decay to a tenth (common.lr_at): a constant step keeps the greedy policy
-        # flipping between evaluations; annealing lets the last one settle
+        # the step decays to a tenth (common.lr_at), as PPO's step is usually annealed: late
+        # batches refine the greedy policy rather than overturn it
         set_lr(opt_left, lr_at(it, cfg.max_iters, cfg.lr_left, warmup=0))
         set_lr(opt_right, lr_at(it, cfg.max_iters, cfg.lr_right, warmup=0))
         with autocast(device):
