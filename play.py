@@ -88,10 +88,10 @@ def show_wide(system, task, question):
 def lobe_player(system, mover_view=False):
     """A game player backed by a network: the board text is the prompt, the answer the move.
     mover_view: tic-tac-toe seen from the side to move, as train_games.py trains its lobes."""
-    from games.tictactoe import mover_view as from_mover, to_prompt
+    from games.tictactoe import mover_prompt
 
     def player(game, rng):
-        board = to_prompt(from_mover(game.board)) if mover_view else game.render()
+        board = mover_prompt(game.board) if mover_view else game.render()
         return system.answer([board], max_new_tokens=16).final[0]
     return player
 

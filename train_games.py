@@ -40,8 +40,11 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
                     save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
-from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, mover_view, play_batch,
-                             reachable_positions, read_move, to_prompt, winner)
+from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, play_batch,
+                             reachable_positions, read_move, winner)
+# a position as the lobes read it, from the mover's side (its own marks are always x), so both
+# seats share what they learn
+from games.tictactoe import mover_prompt as board_prompt
 from idl import speak
 from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
@@ -126,12 +129,6 @@ class Target(NamedTuple):
 
 
 # -----------------------------------------------------------------------------
-def board_prompt(board):
-    """A position as the lobes read it, from the mover's side (games.tictactoe.mover_view): the
-    lobe's own marks are always x, so both seats share what they learn."""
-    return to_prompt(mover_view(board))
-
-
 def board_ids(board):
     """<|bos|> x.o|.x.|..o <|sep|>, from the mover's side."""
     return prompt_ids(board_prompt(board))

@@ -240,6 +240,11 @@ def mover_view(board):
     return board if mark_to_move(board) == "x" else board.translate(str.maketrans("xo", "ox"))
 
 
+def mover_prompt(board):
+    """A board as a prompt from the side to move: how train_games.py's lobes read it."""
+    return to_prompt(mover_view(board))
+
+
 def from_prompt(prompt):
     """The board a prompt shows if it is a reachable position, else None."""
     if not isinstance(prompt, str) or not re.fullmatch(r"[xo.]{3}\|[xo.]{3}\|[xo.]{3}", prompt):
