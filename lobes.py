@@ -56,22 +56,20 @@ class LobeConfig:
 
 # -----------------------------------------------------------------------------
 def rope_table(pos, head_dim, base):
-    """RoPE's rotation by the angles pos * base^(-2i/D) for positions pos (B, T), as two fp32
-    tables (B, T, 1, 1, D): cos twice and (-sin, sin), so that rope() is two products and a sum.
-    Computed once per forward pass and shared by every layer's queries and keys."""
+    """RoPE's rotations e^(i pos theta_j), theta_j = base^(-2j/D), for positions pos (B or 1, T):
+    a complex64 table (B or 1, T, 1, 1, D/2). Computed once per forward pass and shared by every
+    layer's queries and keys."""
     d = head_dim // 2
-    freq = base ** (-torch.arange(d, device=pos.device, dtype=torch.float32) / d)
-    ang = pos[:, :, None, None, None].float() * freq          # (B, T, 1, 1, d)
-    cos, sin = ang.cos(), ang.sin()
-    return torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
+    theta = base ** (-torch.arange(d, device=pos.device, dtype=torch.float32) / d)
+    ang = pos[:, :, None, None, None].float() * theta          # (B, T, 1, 1, d)
+    return torch.polar(torch.ones_like(ang), ang)
 
 
 def rope(x, table):
-    """Rotate the channel pairs (i, i + D/2) of x (B, T, ..., D) by the angles of rope_table:
-    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
-    cos, sin = (t.to(x.dtype) for t in table)
-    d = x.size(-1) // 2
-    return x * cos + torch.cat([x[..., d:], x[..., :d]], -1) * sin
+    """Rotate each channel pair (2j, 2j + 1) of x (B, T, ..., D), read as the complex number
+    x_2j + i x_2j+1, by the angle of rope_table: one complex product (fp32 under autocast)."""
+    z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(z * table).flatten(-2).to(x.dtype)
 
 
 class KVCache:
@@ -191,10 +189,10 @@ class Lobe(nn.Module):
         (answer_logprob), so a cached forward cannot give them.
         """
         x = x0 = self.wte(idx) if embeds is None else embeds            # (B, T, C)
-        B, T, _ = x.shape
+        T = x.size(1)
         start = cache.len if cache is not None else 0
-        if pos is None:
-            pos = torch.arange(start, start + T, device=x.device).expand(B, T)
+        if pos is None:  # (1, T): every row shares one RoPE table, broadcast rather than copied
+            pos = torch.arange(start, start + T, device=x.device)[None]
         valid = cache.valid if cache is not None else key_valid
         mask = None if valid is None else attention_mask(valid, start, T)  # None: plain causal
         rot = rope_table(pos, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)

@@ -112,15 +112,14 @@ class Pass:
     when generating, the KV cache with one slot per block a token passes through (the first
     blocks, the expert of each loop, the last blocks). Without a cache the table and the mask
     are the same for every row; with one they are per row (left-padded prompts)."""
-    rot: tuple
+    rot: torch.Tensor
     mask: object
     cache: object = None
 
     def run(self, block, x, rows, slot):
         if self.cache is None:
             return block(x, self.rot, self.mask, None)
-        rot = tuple(t[rows] for t in self.rot)
-        return block(x, rot, self.mask[rows], Slot(self.cache, slot, rows))
+        return block(x, self.rot[rows], self.mask[rows], Slot(self.cache, slot, rows))
 
 
 class WideSLN(nn.Module):

@@ -6,13 +6,15 @@ score helpers. Every model is a seeded tiny lobe (tests/conftest.py).
     $ python -m pytest tests/test_lobes.py -q
 """
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from data.tokenizer import BOS, EOS, PAD, SEP, VALENCE
-from lobes import (answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, sequence_logprob, soft_tokens,
-                   teacher_forced)
+from lobes import (answer_ids, answer_logprobs, answer_scores, pad_right, prompt_ids, rope,
+                   rope_table, sequence_logprob, soft_tokens, teacher_forced)
 from losses import sft_loss
 
 # prompts of different lengths, so a batch of them is left-padded (lengths 7, 3, 15, 11, 8)
@@ -225,6 +227,15 @@ def test_left_padded_forward_gives_the_unpadded_logits_at_real_positions(sharp_l
     # the control: without key_valid and pos the pads leak into the short rows
     leaky, _ = sharp_lobe(idx)
     assert not torch.allclose(leaky[1, -1], logits[1, -1], atol=1e-3)
+
+
+def test_rope_rotates_each_channel_pair_by_position_times_its_frequency():
+    # head dim 4: pairs (0, 1) and (2, 3) turn at theta = 1 and 10000^(-1/2) = 0.01 per position;
+    # at position 3, (1, 0) -> (cos 3, sin 3) and (0, 1) -> (-sin 0.03, cos 0.03)
+    x = torch.tensor([1.0, 0.0, 0.0, 1.0]).view(1, 1, 1, 1, 4)
+    got = rope(x, rope_table(torch.tensor([[3]]), 4, 10000.0)).flatten()
+    want = torch.tensor([math.cos(3), math.sin(3), -math.sin(0.03), math.cos(0.03)])
+    torch.testing.assert_close(got, want)
 
 
 def test_shifting_every_position_id_changes_nothing_because_rope_is_relative(sharp_lobe):
