@@ -223,8 +223,8 @@ def set_rng_state(state):
 # optimisation
 def make_optimizer(model, lr, weight_decay):
     """AdamW; matrices decay, biases/norms/embeddings do not (GPT-2 practice). Fused (one kernel
-    for every parameter) on CPU and CUDA: on a 2-core CPU a lobe's step takes a fifteenth of the
-    time of the per-parameter loop."""
+    over every parameter) on CPU and CUDA, where PyTorch's default loops over small per-parameter
+    ops that cost a tiny lobe more than its arithmetic."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n]
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
