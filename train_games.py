@@ -19,7 +19,9 @@ self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9)
 
 The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly random legal moves
 only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
-reference is its left lobe. Evaluation is exact (games.tictactoe.exact_outcome): against the
+reference is its left lobe. With --warm_moves=optimal it learns the perfect player's moves
+instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect labels in a budget
+(row 0 of the table). Evaluation is exact (games.tictactoe.exact_outcome): against the
 optimal player from each seat, every optimal reply enumerated, for the greedy left lobe alone (A)
 and for the lateralized IDL (F), where the critic accepts or rejects the left lobe's moves.
 
@@ -37,11 +39,11 @@ from typing import NamedTuple
 import torch
 
 from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
-                    get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
-                    save_lobes, seed_everything, set_lr, writable_dir)
+                    get_device, load_checkpoint, lr_at, make_optimizer, markdown_table, optimize,
+                    resume, run, save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
-from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, play_batch,
-                             reachable_positions, read_move, winner)
+from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, optimal_moves,
+                             play_batch, reachable_positions, read_move, winner)
 # a position as the lobes read it, from the mover's side (its own marks are always x), so both
 # seats share what they learn
 from games.tictactoe import mover_prompt as board_prompt
@@ -52,6 +54,8 @@ from ppo import actor_update, make_rollout
 from sln import load_lobes
 
 MOVE_TOKENS = 2          # a move is written as one digit 1-9, then <|eos|>
+# what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
+WARM_KEYS = ("seed", "warm_iters", "warm_moves", "n_layer", "n_head", "n_embd")
 
 
 @dataclass
@@ -88,7 +92,10 @@ class Config(Checked):
     lr_right: PosFloat = 1e-3     # right lobe (critic) AdamW learning rate
     weight_decay: float = 0.01    # §5.4 guard against overfitting a batch (AdamW, matrices only)
     grad_clip: float = 1.0        # §5.4 guard: clip each lobe's gradient norm (0 = off)
-    warm_iters: PosInt = 500      # eq 1 steps on uniformly random legal moves (the warm start)
+    warm_iters: PosInt = 500      # eq 1 steps of the warm start (out_dir/warm)
+    warm_moves: str = "random"    # its targets: random (uniform legal moves: the rules, no
+                                  #   strategy) | optimal (the perfect player's: a supervised
+                                  #   ceiling to compare with, not Algorithm 2)
     n_layer: PosInt = 2           # blocks per lobe
     n_head: PosInt = 4            # attention heads per block
     n_embd: PosInt = 64           # residual width per lobe
@@ -100,6 +107,8 @@ class Config(Checked):
         if not 0 <= self.openings <= 4:
             raise UsageError(f"--openings must be 0..4 (five moves can end a game), "
                              f"got {self.openings}")
+        if self.warm_moves not in ("random", "optimal"):
+            raise UsageError(f"--warm_moves must be random or optimal, got {self.warm_moves!r}")
         if self.task != "tictactoe":
             raise UsageError(f"--task must be tictactoe (the game played whole), got {self.task!r}")
         bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
@@ -134,11 +143,11 @@ def board_ids(board):
     return prompt_ids(board_prompt(board))
 
 
-def random_move_sft(cfg, device, path):
-    """The games warm start: a lobe trained with eq 1 on uniformly random legal moves from
-    uniformly drawn positions (it learns the format and the rules, no strategy). Both lobes start
-    from it, as both start from train_sft's eq 1 on tasks; the right lobe's score head is
-    untrained."""
+def move_sft(cfg, device, path):
+    """The games warm start: a lobe trained with eq 1 on uniformly drawn positions, each with a
+    uniformly drawn legal move (warm_moves=random: the format and the rules, no strategy) or
+    optimal move (optimal). Both lobes start from it, as both start from train_sft's eq 1 on
+    tasks; the right lobe's score head is untrained."""
     seed_everything(cfg.seed)
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
     left, right = Lobe(lcfg).to(device), Lobe(lcfg).to(device)
@@ -147,25 +156,34 @@ def random_move_sft(cfg, device, path):
     rng = random.Random(f"{cfg.seed}/warm")
     for step in range(cfg.warm_iters):
         batch = [rng.choice(boards) for _ in range(64)]
-        answers = [answer_ids(str(rng.choice(moves(b)) + 1)) for b in batch]
+        targets = moves if cfg.warm_moves == "random" else optimal_moves
+        answers = [answer_ids(str(rng.choice(targets(b)) + 1)) for b in batch]
         set_lr(opt, lr_at(step, cfg.warm_iters, 2e-3, warmup=min(50, cfg.warm_iters // 5)))
         with autocast(device):
             loss = sft_loss(*teacher_forced(left, [board_ids(b) for b in batch], answers))  # eq 1
         optimize(left, opt, loss, cfg.grad_clip)
-    print(f"warm start: {cfg.warm_iters} eq 1 steps on random legal moves, last loss "
+    print(f"warm start: {cfg.warm_iters} eq 1 steps on {cfg.warm_moves} legal moves, last loss "
           f"{loss.item():.3f} (uniform over legal moves is about 1.6)")
     right.load_state_dict(left.state_dict())   # the critic starts from the same board features
     save_lobes(path, left, right, cfg=cfg, task=cfg.task, board_view="mover")
 
 
 def warm_start(cfg, device):
-    """Both lobes by --init_from: warm takes out_dir/warm/ckpt.pt (random_move_sft writes it when
-    missing), resume continues out_dir/ckpt.pt, anything else is a checkpoint path. Returns left
-    and right in train mode, the checkpoint and its path."""
+    """Both lobes by --init_from: warm takes out_dir/warm/ckpt.pt (move_sft writes it when missing;
+    one made with other WARM_KEYS is a usage error), resume continues out_dir/ckpt.pt, anything
+    else is a checkpoint path. Returns left and right in train mode, the checkpoint and its
+    path."""
     path = {"warm": os.path.join(cfg.out_dir, "warm", "ckpt.pt"),
             "resume": os.path.join(cfg.out_dir, "ckpt.pt")}.get(cfg.init_from, cfg.init_from)
-    if cfg.init_from == "warm" and not os.path.exists(path):
-        random_move_sft(cfg, device, path)
+    if cfg.init_from == "warm" and os.path.exists(path):
+        made = load_checkpoint(path)["config"]
+        stale = [f"--{k}={made[k]}" for k in WARM_KEYS
+                 if made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
+        if stale:
+            raise UsageError(f"{path} was made with {' '.join(stale)}: pick another --out_dir or "
+                             "delete it")
+    elif cfg.init_from == "warm":
+        move_sft(cfg, device, path)
     left, right, ckpt = load_lobes(path, device, cfg.task)
     return left.train(), right.train(), ckpt, path
 

@@ -100,10 +100,14 @@ def test_smoke_games_run_and_exact_resume(tmp_path):
     b = tg.main(tg.Config(out_dir=str(tmp_path / "b"), init_from="resume", **TINY_GAMES))
     assert [r["iter"] for r in b] == [0, 1, 2]
     assert b[2]["loss_left"] == a[2]["loss_left"] and b[2]["reward"] == a[2]["reward"]
+    # a warm start made with other settings is not silently reused
+    for other in (dict(seed=1), dict(warm_moves="optimal")):
+        with pytest.raises(UsageError, match="was made with"):
+            tg.main(tg.Config(out_dir=str(tmp_path / "a"), **{**TINY_GAMES, **other}))
 
 
 def test_bad_options_are_one_line_usage_errors():
     for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
-                dict(reward_transform="exp"), dict(task="chess")):
+                dict(reward_transform="exp"), dict(task="chess"), dict(warm_moves="best")):
         with pytest.raises(UsageError):
             tg.Config(**bad)                  # checked as it is built
