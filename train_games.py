@@ -26,7 +26,7 @@ optimal player from each seat, every optimal reply enumerated, for the greedy le
 and for the lateralized IDL (F), where the critic accepts or rejects the left lobe's moves.
 
     $ python train_games.py                                  # CPU, minutes
-    $ python train_games.py --opponent=self --self_play_max=1
+    $ python train_games.py --self_play_max=0 --opponent=optimal,self
     $ python train_games.py --init_from=resume               # continue an interrupted run
 """
 import dataclasses
@@ -79,8 +79,9 @@ class Config(Checked):
     kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
                                   #   keeps the rules the warm start knows (illegal moves grow
                                   #   without it)
-    self_play_max: int = 0        # §5.4: extra sample-and-update rounds per batch until the
-                                  #   critic is satisfied; 0 = off, as §5.4 warns that many
+    self_play_max: int = 1        # §5.4: extra sample-and-update rounds per batch until the
+                                  #   critic is satisfied (0 = off); one round lowers the losses
+                                  #   as O on every seed measured, and §5.4 warns that many
                                   #   actor updates per critic update overfit the actor to the batch
     satisfied: Prob = 0.9         # §5.4: the critic is satisfied when its mean score is >= this
     pavlov_lambda: Decay = 0.0    # eq 9 decay over the moves before the reward (0 = every move 1)
