@@ -57,16 +57,16 @@ class LobeConfig:
 # -----------------------------------------------------------------------------
 def rope_table(pos, head_dim, base):
     """RoPE's rotations e^(i pos theta_j), theta_j = base^(-2j/D), for positions pos (B or 1, T):
-    a complex64 table (B or 1, T, 1, 1, D/2). Computed once per forward pass and shared by every
+    a complex64 table (B or 1, 1, T, D/2). Computed once per forward pass and shared by every
     layer's queries and keys."""
     d = head_dim // 2
     theta = base ** (-torch.arange(d, device=pos.device, dtype=torch.float32) / d)
-    ang = pos[:, :, None, None, None].float() * theta          # (B, T, 1, 1, d)
+    ang = pos[:, None, :, None].float() * theta                # (B, 1, T, d)
     return torch.polar(torch.ones_like(ang), ang)
 
 
 def rope(x, table):
-    """Rotate each channel pair (2j, 2j + 1) of x (B, T, ..., D), read as the complex number
+    """Rotate each channel pair (2j, 2j + 1) of x (B, H, T, D), read as the complex number
     x_2j + i x_2j+1, by the angle of rope_table: one complex product (fp32 under autocast)."""
     z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(z * table).flatten(-2).to(x.dtype)
@@ -116,9 +116,8 @@ class Attention(nn.Module):
 
     def forward(self, x, rot, mask, cache):
         B, T, C = x.shape
-        qk, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).split([2, 1], dim=2)
-        q, k = rope(qk, rot).permute(2, 0, 3, 1, 4)               # queries and keys at once
-        v = v.squeeze(2).transpose(1, 2)                          # (B, H, T, D) each
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k = rope(q, rot), rope(k, rot)                         # (B, H, T, D) each
         if cache is not None:
             k, v = cache.update(self.layer, k, v)                                    # (B, H, S, D)
         drop = self.cfg.dropout if self.training else 0.0

@@ -232,7 +232,7 @@ def test_left_padded_forward_gives_the_unpadded_logits_at_real_positions(sharp_l
 def test_rope_rotates_each_channel_pair_by_position_times_its_frequency():
     # head dim 4: pairs (0, 1) and (2, 3) turn at theta = 1 and 10000^(-1/2) = 0.01 per position;
     # at position 3, (1, 0) -> (cos 3, sin 3) and (0, 1) -> (-sin 0.03, cos 0.03)
-    x = torch.tensor([1.0, 0.0, 0.0, 1.0]).view(1, 1, 1, 1, 4)
+    x = torch.tensor([1.0, 0.0, 0.0, 1.0]).view(1, 1, 1, 4)         # (B, H, T, D)
     got = rope(x, rope_table(torch.tensor([[3]]), 4, 10000.0)).flatten()
     want = torch.tensor([math.cos(3), math.sin(3), -math.sin(0.03), math.cos(0.03)])
     torch.testing.assert_close(got, want)
