@@ -218,7 +218,7 @@ class WideSLN(nn.Module):
 
     def plain_pass(self, idx):
         """A Pass without a cache: positions 0 .. T - 1 in every row (right-padded), so one
-        (1, T, 1, 1, D) RoPE table serves any set of rows."""
+        (1, 1, T, D/2) RoPE table serves any set of rows."""
         pos = torch.arange(idx.size(1), device=idx.device)[None]
         rot = rope_table(pos, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_base)
         return Pass(rot, self.mask(idx.size(1), idx.device))
