@@ -155,9 +155,9 @@ def move_sft(cfg, device, path):
     opt = make_optimizer(left, 2e-3, 0.1)                    # train_sft.py's lr and weight decay
     boards = sorted(b for b in reachable_positions() if not is_over(b))
     rng = random.Random(f"{cfg.seed}/warm")
+    targets = moves if cfg.warm_moves == "random" else optimal_moves
     for step in range(cfg.warm_iters):
         batch = [rng.choice(boards) for _ in range(64)]
-        targets = moves if cfg.warm_moves == "random" else optimal_moves
         answers = [answer_ids(str(rng.choice(targets(b)) + 1)) for b in batch]
         set_lr(opt, lr_at(step, cfg.warm_iters, 2e-3, warmup=min(50, cfg.warm_iters // 5)))
         with autocast(device):
