@@ -39,8 +39,8 @@ from typing import NamedTuple
 import torch
 
 from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, autocast, frozen,
-                    get_device, load_checkpoint, lr_at, make_optimizer, markdown_table, optimize,
-                    resume, run, save_lobes, seed_everything, set_lr, writable_dir)
+                    get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
+                    save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
 from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, optimal_moves,
                              play_batch, reachable_positions, read_move, winner)
@@ -176,16 +176,15 @@ def warm_start(cfg, device):
     path."""
     path = {"warm": os.path.join(cfg.out_dir, "warm", "ckpt.pt"),
             "resume": os.path.join(cfg.out_dir, "ckpt.pt")}.get(cfg.init_from, cfg.init_from)
-    if cfg.init_from == "warm" and os.path.exists(path):
-        made = load_checkpoint(path)["config"]
-        stale = [f"--{k}={made[k]}" for k in WARM_KEYS
-                 if made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
-        if stale:
-            raise UsageError(f"{path} was made with {' '.join(stale)}: pick another --out_dir or "
-                             "delete it")
-    elif cfg.init_from == "warm":
+    if cfg.init_from == "warm" and not os.path.exists(path):
         move_sft(cfg, device, path)
     left, right, ckpt = load_lobes(path, device, cfg.task)
+    made = ckpt["config"]
+    stale = [f"--{k}={made[k]}" for k in WARM_KEYS
+             if cfg.init_from == "warm" and made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
+    if stale:
+        raise UsageError(f"{path} was made with {' '.join(stale)}: pick another --out_dir or "
+                         "delete it")
     return left.train(), right.train(), ckpt, path
 
 
