@@ -12,6 +12,7 @@ Watch the two lobes talk, or play a game against a trained network or a search o
 Each loop prints the left lobe's attempt, the right lobe's score as a bar and a number, and why
 the loop stopped. It loads any checkpoint the training scripts write (--ckpt).
 """
+import importlib
 import random
 import sys
 from dataclasses import dataclass
@@ -85,13 +86,12 @@ def show_wide(system, task, question):
     print_answer(task, prompt, d)
 
 
-def lobe_player(system, mover_view=False):
+def lobe_player(system, view=None):
     """A game player backed by a network: the board text is the prompt, the answer the move.
-    mover_view: tic-tac-toe seen from the side to move, as train_games.py trains its lobes."""
-    from games.tictactoe import mover_prompt
-
+    view(rendered board) -> the prompt, for lobes trained on their own view of the board
+    (train_games.py: tic-tac-toe from the side to move, gridworld around the agent)."""
     def player(game, rng):
-        board = mover_prompt(game.board) if mover_view else game.render()
+        board = view(game.render()) if view else game.render()
         return system.answer([board], max_new_tokens=16).final[0]
     return player
 
@@ -104,7 +104,9 @@ def make_player(name, cfg, game_name):
                              temperature=cfg.temperature)
         wide = cfg.system in ("E", "G")
         view = None if wide else load_lobes(cfg.ckpt, "cpu")[2].get("board_view")
-        return lobe_player(system, mover_view=view == "mover" and game_name == "tictactoe")
+        # a checkpoint of train_games.py reads the board as games.<game>.learner_prompt shows it
+        module = importlib.import_module(f"games.{game_name}") if view else None
+        return lobe_player(system, getattr(module, "learner_prompt", None))
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
         if not hasattr(module, "optimal_player"):

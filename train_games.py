@@ -1,5 +1,6 @@
 """
-Actor-critic training of a lateralized SLN on whole games of tic-tac-toe (paper §5.3-5.5).
+Actor-critic training of a lateralized SLN on whole games (paper §5.3-5.5, the games of §4.1):
+tic-tac-toe against the perfect player, and gridworld mazes.
 
 Algorithm 2 with an external reward and TD errors (the NOTE after eq 8), PPO-clip (eq 8),
 self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9), eq 2's KL:
@@ -10,8 +11,8 @@ self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9)
         empty board or after 0..openings random moves; +1/0/-1 arrives at the end, and an
         illegal move forfeits                                        lines 4-18 as a game
         the right lobe is V over positions for the side to move, so one V covers both seats;
-        the TD error is negamax, delta = r - gamma V(next) - V(now), and gives the
-        advantages (GAE)                                             the NOTE, steps 1-4
+        the TD error is negamax, delta = r - gamma V(next) - V(now) (one player:
+        r + gamma V(next) - V(now)), and gives the advantages (GAE)   the NOTE, steps 1-4
         right <- BCE toward (return + 1) / 2 on every move, eq 9     step 5, lines 22-24, 27
         left  <- PPO-clip (eq 8) with those advantages on its own moves, + kl_coef * eq 2
                                                                      steps 6-7, lines 19-20, 28
@@ -21,15 +22,22 @@ The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly rand
 only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
 reference is its left lobe. With --warm_moves=optimal it learns the perfect player's moves
 instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect labels in a budget
-(row 0 of the table). Evaluation is exact (games.tictactoe.exact_outcome): against the
-optimal player from each seat, every optimal reply enumerated, for the greedy left lobe alone (A)
-and for the lateralized IDL (F), where the critic accepts or rejects the left lobe's moves.
+(row 0 of the table). Each evaluation measures the greedy left lobe alone (A) and the
+lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe
+exactly (games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal
+reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the
+BFS optimum). What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt,
+play_batch, result, evaluate, ...): a gridworld walker sees the 7 x 7 cells around it and the
+goal's direction, the same text on any map, and has one seat, so the opponent and openings
+options are tic-tac-toe's.
 
     $ python train_games.py                                  # CPU, minutes
+    $ python train_games.py --game=gridworld
     $ python train_games.py --self_play_max=0 --opponent=optimal,self
     $ python train_games.py --init_from=resume               # continue an interrupted run
 """
 import dataclasses
+import importlib
 import os
 import random
 import time
@@ -42,33 +50,32 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
                     save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
-from games.tictactoe import (EMPTY, after, exact_outcome, is_over, moves, optimal_moves,
-                             play_batch, reachable_positions, read_move, winner)
-# a position as the lobes read it, from the mover's side (its own marks are always x), so both
-# seats share what they learn
-from games.tictactoe import mover_prompt as board_prompt
 from idl import speak
 from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
 from ppo import actor_update, make_rollout
 from sln import load_lobes
 
-MOVE_TOKENS = 2          # a move is written as one digit 1-9, then <|eos|>
+MOVE_TOKENS = 2          # a move is one character (a cell 1-9, or u d l r), then <|eos|>
 # what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
 WARM_KEYS = ("seed", "warm_iters", "warm_moves", "n_layer", "n_head", "n_embd")
+GAMES = ("tictactoe", "gridworld")  # the games with a learner's interface (games/<game>.py)
 
 
 @dataclass
 class Config(Checked):
-    task: str = "tictactoe"       # the game: tictactoe (one move per prompt through the IDL:
-                                  #   train_actor_critic.py)
-    out_dir: str = "out/games"    # ckpt.pt, metrics.jsonl and the warm start (out_dir/warm) go here
+    game: str = "tictactoe"       # tictactoe | gridworld (one move per prompt through the IDL:
+                                  #   train_actor_critic.py --task=tictactoe)
+    out_dir: str = ""             # ckpt.pt, metrics.jsonl and the warm start (out_dir/warm) go
+                                  #   here ('': out/<game>)
     init_from: str = "warm"       # warm (out_dir/warm/ckpt.pt, trained first if missing) | resume |
                                   #   a ckpt path
     device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 1337              # seeds the warm start, the games and the sampling
-    max_iters: PosInt = 1500      # batches of games (Alg 2 line 1)
-    batch_size: PosInt = 64       # games per batch (Alg 2 line 2)
+    max_iters: int = 0            # batches of games (Alg 2 line 1; 0: the game's DEFAULTS,
+                                  #   tictactoe 1500, gridworld 300)
+    batch_size: int = 0           # games per batch (Alg 2 line 2; 0: tictactoe 64, gridworld 16
+                                  #   walks, about as many of the lobe's moves)
     temperature: PosFloat = 1.0   # sampling temperature at rollout AND in the update
                                   #   (so the first PPO ratio is 1)
     reward_transform: str = "D"   # §5.4: the critic's D as a reward: D | logD | logitD | 2D-1
@@ -110,8 +117,8 @@ class Config(Checked):
                              f"got {self.openings}")
         if self.warm_moves not in ("random", "optimal"):
             raise UsageError(f"--warm_moves must be random or optimal, got {self.warm_moves!r}")
-        if self.task != "tictactoe":
-            raise UsageError(f"--task must be tictactoe (the game played whole), got {self.task!r}")
+        if self.game not in GAMES:
+            raise UsageError(f"--game must be one of {', '.join(GAMES)}, got {self.game!r}")
         bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
         if bad:
             raise UsageError(f"--opponent takes self, random, optimal (comma-separated), "
@@ -124,7 +131,7 @@ class Config(Checked):
 
 class Turn(NamedTuple):
     """One move: who made it from which board; for the lobe's moves, what it read and wrote."""
-    seat: int             # 0 = X, 1 = O
+    seat: int             # 0 = X, 1 = O (tic-tac-toe); 0 (gridworld)
     board: str            # the position before the move
     context: list = None  # the tokens the lobe read (None: the opponent moved)
     action: list = None   # the tokens it wrote, <|eos|> included
@@ -139,9 +146,16 @@ class Target(NamedTuple):
 
 
 # -----------------------------------------------------------------------------
-def board_ids(board):
-    """<|bos|> x.o|.x.|..o <|sep|>, from the mover's side."""
-    return prompt_ids(board_prompt(board))
+def game_of(cfg):
+    """The game's module: its rules and the learner's interface train_games needs (PLAYERS,
+    learner_prompt, warm_positions, move_texts, starts, play_batch, result, evaluate, COLUMNS)."""
+    return importlib.import_module(f"games.{cfg.game}")
+
+
+def board_ids(game, board):
+    """<|bos|> what the lobe sees of the board <|sep|>: tic-tac-toe from the mover's side (its
+    own marks are x, so both seats share what they learn), gridworld around the agent."""
+    return prompt_ids(game.learner_prompt(board))
 
 
 def move_sft(cfg, device, path):
@@ -150,23 +164,24 @@ def move_sft(cfg, device, path):
     optimal move (optimal). Both lobes start from it, as both start from train_sft's eq 1 on
     tasks; the right lobe's score head is untrained."""
     seed_everything(cfg.seed)
+    game = game_of(cfg)
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
     left, right = Lobe(lcfg).to(device), Lobe(lcfg).to(device)
     opt = make_optimizer(left, 2e-3, 0.1)                    # train_sft.py's lr and weight decay
-    boards = sorted(b for b in reachable_positions() if not is_over(b))
     rng = random.Random(f"{cfg.seed}/warm")
-    targets = moves if cfg.warm_moves == "random" else optimal_moves
+    optimal = cfg.warm_moves == "optimal"
+    boards = [b for b in game.warm_positions(rng) if game.move_texts(b, optimal)]
     for step in range(cfg.warm_iters):
         batch = [rng.choice(boards) for _ in range(64)]
-        answers = [answer_ids(str(rng.choice(targets(b)) + 1)) for b in batch]
+        answers = [answer_ids(rng.choice(game.move_texts(b, optimal))) for b in batch]
         set_lr(opt, lr_at(step, cfg.warm_iters, 2e-3, warmup=min(50, cfg.warm_iters // 5)))
         with autocast(device):
-            loss = sft_loss(*teacher_forced(left, [board_ids(b) for b in batch], answers))  # eq 1
-        optimize(left, opt, loss, cfg.grad_clip)
-    print(f"warm start: {cfg.warm_iters} eq 1 steps on {cfg.warm_moves} legal moves, last loss "
-          f"{loss.item():.3f} (uniform over legal moves is about 1.6)")
+            loss = sft_loss(*teacher_forced(left, [board_ids(game, b) for b in batch], answers))
+        optimize(left, opt, loss, cfg.grad_clip)                                        # eq 1
+    print(f"warm start: {cfg.warm_iters} eq 1 steps on {cfg.warm_moves} legal moves of "
+          f"{len(boards)} positions, last loss {loss.item():.3f}")
     right.load_state_dict(left.state_dict())   # the critic starts from the same board features
-    save_lobes(path, left, right, cfg=cfg, task=cfg.task, board_view="mover")
+    save_lobes(path, left, right, cfg=cfg, task=cfg.game, board_view=game.VIEW)
 
 
 def warm_start(cfg, device):
@@ -178,7 +193,7 @@ def warm_start(cfg, device):
             "resume": os.path.join(cfg.out_dir, "ckpt.pt")}.get(cfg.init_from, cfg.init_from)
     if cfg.init_from == "warm" and not os.path.exists(path):
         move_sft(cfg, device, path)
-    left, right, ckpt = load_lobes(path, device, cfg.task)
+    left, right, ckpt = load_lobes(path, device, cfg.game)
     made = ckpt["config"]
     stale = [f"--{k}={made[k]}" for k in WARM_KEYS
              if cfg.init_from == "warm" and made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
@@ -189,49 +204,46 @@ def warm_start(cfg, device):
 
 
 @torch.no_grad()
-def play_games(left, n_games, opponents, cfg, rng):
-    """n_games of tic-tac-toe in one batch (games.tictactoe.play_batch); the left lobe samples its
-    moves at `temperature`. Returns history[g] = [Turn] and outcome[g] = (r_X, r_O)."""
+def play_games(game, left, n_games, opponents, cfg, rng):
+    """n_games in one batch (game.play_batch) from the game's exploring starts (tic-tac-toe: after
+    0..openings random moves; gridworld: random train maps); the left lobe samples its moves at
+    `temperature`. Returns history[g] = [Turn] and outcome[g], the result of each seat."""
     def mover(boards):
-        ctx = [board_ids(b) for b in boards]
+        ctx = [board_ids(game, b) for b in boards]
         texts, actions, _ = speak(left, ctx, MOVE_TOKENS, cfg.temperature)
         return [(t, (c, a)) for t, c, a in zip(texts, ctx, actions)]
-    starts = []
-    for _ in range(n_games):                       # exploring starts: 0..openings random moves
-        board = EMPTY
-        for _ in range(rng.randint(0, cfg.openings)):
-            board = after(board, rng.choice(moves(board)))
-        starts.append(board)
-    history, outcome = play_batch(n_games, opponents, mover, rng, starts)
+    starts = game.starts(n_games, rng, cfg.openings)
+    history, outcome = game.play_batch(n_games, opponents, mover, rng, starts)
     return [[Turn(seat, board, *(note or ())) for seat, board, note in h] for h in history], outcome
 
 
 @torch.no_grad()
-def values_of(right, history):
+def values_of(game, right, history):
     """V(s) in [-1, 1] of every position of every game, in order: 2 sigma(score) - 1, the
     expected result of the side to move."""
-    scores = right.score([board_ids(t.board) for h in history for t in h])
+    scores = right.score([board_ids(game, t.board) for h in history for t in h])
     return 2 * torch.sigmoid(scores).cpu() - 1
 
 
-def td_targets(history, outcome, values, cfg):
+def td_targets(history, outcome, values, cfg, players=2):
     """Every move of every game with its GAE advantage and return, by negamax TD over plies.
 
-    V is the expected result of the side to move (the board is seen from its side), so the next
-    position's value is the opponent's and enters with a minus sign: the TD error (the NOTE after
-    eq 8, step 4) is delta_t = r_t - gamma V(s_{t+1}) - V(s_t), i.e. GAE with discount -gamma.
-    r is 0 until the last move, which gets the mover's +1/0/-1 (a forfeit is -1); V of the end
-    is 0. values: V of every history entry in order. Returns [Target]; with pavlov_lambda > 0 a
-    move dT of its seat's moves before that seat's reward weighs C0 exp(-lambda dT) (mean 1 per
-    seat), else 1."""
+    V is the expected result of the side to move (the board is seen from its side), so in a
+    two-player game the next position's value is the opponent's and enters with a minus sign:
+    the TD error (the NOTE after eq 8, step 4) is delta_t = r_t - gamma V(s_{t+1}) - V(s_t),
+    i.e. GAE with discount -gamma; with one player (gridworld) it is the usual r_t +
+    gamma V(s_{t+1}) - V(s_t). r is 0 until the last move, which gets the mover's +1/0/-1 (a
+    forfeit is -1); V of the end is 0. values: V of every history entry in order. Returns
+    [Target]; with pavlov_lambda > 0 a move dT of its seat's moves before that seat's reward
+    weighs C0 exp(-lambda dT) (mean 1 per seat), else 1."""
     targets, k = [], 0
     for h, out in zip(history, outcome):
         v = values[k:k + len(h)]
         k += len(h)
         rewards = torch.zeros(len(h))
         rewards[-1] = float(out[h[-1].seat])
-        adv, ret = gae_advantages(rewards, torch.cat([v, torch.zeros(1)]), -cfg.gamma,
-                                  cfg.gae_lambda)
+        adv, ret = gae_advantages(rewards, torch.cat([v, torch.zeros(1)]),
+                                  -cfg.gamma if players == 2 else cfg.gamma, cfg.gae_lambda)
         w = torch.ones(len(h))
         for s in (0, 1):
             idx = [i for i, turn in enumerate(h) if turn.seat == s]
@@ -242,48 +254,46 @@ def td_targets(history, outcome, values, cfg):
     return targets
 
 
-def critic_step(right, targets):
+def critic_step(game, right, targets):
     """The NOTE's step 5 as eq 7 on every move of the batch, the opponents' too: BCE toward
     (return + 1) / 2, whose gradient on the score logit is -delta / 2 at gae_lambda 0; eq 9 weighs
     a move by its distance to the reward (§5.5). Seen from the mover's side, one V covers both
     seats and every player's positions."""
     dev = right.wte.weight.device
     ret, w = torch.tensor([t.ret for t in targets]), torch.tensor([t.weight for t in targets])
-    scores = right.score([board_ids(t.turn.board) for t in targets])
+    scores = right.score([board_ids(game, t.turn.board) for t in targets])
     return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
 
 
-def move_scores(right, boards, texts):
+def move_scores(game, right, boards, texts):
     """The critic's expected score (win 1, draw 1/2, loss 0) of each move: the final result if the
-    move ends the game, 0 if it is illegal, else 1 - sigma(V logit of the position after it)
-    (the critic scores a position for the side to move, here the opponent)."""
+    move ends the game (game.result), 0 if it is illegal, else sigma(V logit of the position after
+    it) for the side then to move: 1 - that in a two-player game, where it is the opponent."""
     scores, ask = [0.0] * len(boards), []
     for i, (b, text) in enumerate(zip(boards, texts)):
-        m = read_move(text)
-        if m in moves(b):
-            nxt = after(b, m)
-            if is_over(nxt):
-                scores[i] = 1.0 if winner(nxt) else 0.5
-            else:
-                ask.append((i, nxt))
+        nxt, final = game.result(b, text)
+        if final is not None:
+            scores[i] = final
+        elif nxt is not None:
+            ask.append((i, nxt))
     if ask:
-        p = torch.sigmoid(right.score([board_ids(b) for _, b in ask])).tolist()
+        p = torch.sigmoid(right.score([board_ids(game, b) for _, b in ask])).tolist()
         for (i, _), pi in zip(ask, p):
-            scores[i] = 1.0 - pi
+            scores[i] = 1.0 - pi if game.PLAYERS == 2 else pi
     return torch.tensor(scores)
 
 
-def self_play(left, right, ref, opt_left, boards, cfg):
+def self_play(game, left, right, ref, opt_left, boards, cfg):
     """§5.4 on a batch's positions: the left lobe samples a move at each, the critic scores it
     (move_scores), and eq 8 updates the lobe with advantage = reward(move) - reward(V(position)),
     a baseline the move does not change, until the critic's mean score reaches `satisfied`."""
-    ctx = [board_ids(b) for b in boards]
+    ctx = [board_ids(game, b) for b in boards]
     with torch.no_grad():
         base = reward_transform(torch.sigmoid(right.score(ctx)).cpu(), cfg.reward_transform)
     for rounds in range(cfg.self_play_max):
         with torch.no_grad():
             texts, actions, _ = speak(left.eval(), ctx, MOVE_TOKENS, cfg.temperature)
-            p = move_scores(right, boards, texts)
+            p = move_scores(game, right, boards, texts)
         left.train()
         if p.mean() >= cfg.satisfied:
             return rounds
@@ -293,7 +303,7 @@ def self_play(left, right, ref, opt_left, boards, cfg):
 
 
 @torch.no_grad()
-def critic_moves(left, right, boards, idl_limit, threshold=0.5, seed=0):
+def critic_moves(game, left, right, boards, idl_limit, threshold=0.5, seed=0):
     """The lateralized IDL on a move (Alg 2 lines 4-19): the left lobe proposes (greedy first,
     then samples at temperature 1), the right lobe scores the move by the position it leads to
     (move_scores), and the first move it scores >= threshold is played; after idl_limit attempts,
@@ -306,9 +316,9 @@ def critic_moves(left, right, boards, idl_limit, threshold=0.5, seed=0):
         for loop in range(idl_limit):
             if not active:
                 break
-            said = left.answer([board_prompt(boards[i]) for i in active], MOVE_TOKENS,
+            said = left.answer([game.learner_prompt(boards[i]) for i in active], MOVE_TOKENS,
                                0.0 if loop == 0 else 1.0)
-            scores = move_scores(right, [boards[i] for i in active], said).tolist()
+            scores = move_scores(game, right, [boards[i] for i in active], said).tolist()
             still = []
             for i, t, p in zip(active, said, scores):
                 attempts[i] += 1
@@ -321,36 +331,35 @@ def critic_moves(left, right, boards, idl_limit, threshold=0.5, seed=0):
 
 
 @torch.no_grad()
-def evaluate_games(left, right, idl_limit):
-    """Exact results against the optimal player from each seat (games.tictactoe.exact_outcome
-    enumerates every optimal reply) of the greedy left lobe alone (A) and of the lateralized IDL
-    (F, critic_moves), and their illegal-move rates over all 4,520 positions that are not over."""
+def evaluate_games(game, left, right, idl_limit, chunk=1024):
+    """game.evaluate (tic-tac-toe: exact results against the optimal player from each seat;
+    gridworld: walks on test and ood maps) of the greedy left lobe alone (A) and of the
+    lateralized IDL (F, critic_moves), with F's mean attempts per move."""
     left.eval(), right.eval()
-    boards = sorted(b for b in reachable_positions() if not is_over(b))
-    systems = {"": [], "F_": []}
     attempts = []
-    for i in range(0, len(boards), 1024):
-        chunk = boards[i:i + 1024]
-        systems[""] += left.answer([board_prompt(b) for b in chunk], MOVE_TOKENS)
-        texts, n = critic_moves(left, right, chunk, idl_limit, seed=i)
-        systems["F_"] += texts
-        attempts += n
-    r = {"F_attempts": sum(attempts) / len(attempts)}
-    for name, texts in systems.items():
-        table = {b: read_move(t) for b, t in zip(boards, texts)}
-        r[f"{name}illegal"] = sum(table[b] not in moves(b) for b in boards) / len(boards)
-        for seat in (0, 1):
-            out = exact_outcome(lambda b: table[b], seat)
-            mark = "XO"[seat]
-            r.update({f"{name}loss_{mark}": float(out["loss"]),
-                      f"{name}draw_{mark}": float(out["draw"])})
+
+    def lobe(boards):
+        return [t for i in range(0, len(boards), chunk) for t in
+                left.answer([game.learner_prompt(b) for b in boards[i:i + chunk]], MOVE_TOKENS)]
+
+    def idl(boards):
+        texts = []
+        for i in range(0, len(boards), chunk):
+            said, n = critic_moves(game, left, right, boards[i:i + chunk], idl_limit, seed=i)
+            texts += said
+            attempts.extend(n)
+        return texts
+    r = {**game.evaluate(lobe), **{f"F_{k}": v for k, v in game.evaluate(idl).items()}}
     left.train(), right.train()
-    return r
+    return dict(r, F_attempts=sum(attempts) / len(attempts))
 
 
 # -----------------------------------------------------------------------------
 def main(cfg: Config):
     t_start = time.time()
+    game = game_of(cfg)
+    cfg = dataclasses.replace(cfg, out_dir=cfg.out_dir or os.path.join("out", cfg.game),
+                              **{k: v for k, v in game.DEFAULTS.items() if not getattr(cfg, k)})
     device = get_device(cfg.device)
     writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     seed_everything(cfg.seed)
@@ -364,8 +373,9 @@ def main(cfg: Config):
         resume(ckpt, ckpt_path, opt_left=opt_left, opt_right=opt_right)
         start, rows = ckpt["iteration"], ckpt["rows"]
     else:
-        start, rows = 0, [dict(iter=0, **evaluate_games(left, right, cfg.idl_limit), minutes=0.0)]
-    print(f"{cfg.task}: left {left.num_params():,} + right {right.num_params():,} "
+        start, rows = 0, [dict(iter=0, **evaluate_games(game, left, right, cfg.idl_limit),
+                               minutes=0.0)]
+    print(f"{cfg.game}: left {left.num_params():,} + right {right.num_params():,} "
           f"parameters on {device}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "games", cfg.wandb_project,
                  dataclasses.asdict(cfg))
@@ -382,22 +392,25 @@ def main(cfg: Config):
             left.eval(), right.eval()
             # LOOP LOGIC: Alg 2 lines 2-18 as games: the actor moves, the opponent replies, and
             # +1/0/-1 arrives at the end (the external reward of the NOTE after eq 8)
-            history, outcome = play_games(left, cfg.batch_size, cfg.opponent.split(","), cfg, rng)
+            history, outcome = play_games(game, left, cfg.batch_size, cfg.opponent.split(","),
+                                          cfg, rng)
             # LOOP LOGIC: the NOTE's steps 1-4: V of every position, TD errors, GAE advantages
-            targets = td_targets(history, outcome, values_of(right, history), cfg)
+            targets = td_targets(history, outcome, values_of(game, right, history), cfg,
+                                 game.PLAYERS)
             mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
             left.train(), right.train()
             # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9
-            loss_right = critic_step(right, targets)
+            loss_right = critic_step(game, right, targets)
             optimize(right, opt_right, loss_right, cfg.grad_clip)
             # LOOP LOGIC: steps 6-7 as eq 8 (Alg 2 lines 19-20, 28): PPO-clip with the advantages
             ro = make_rollout(left, [t.turn.context for t in mine], [t.turn.action for t in mine],
                               torch.tensor([t.advantage for t in mine]), cfg)
             stats = actor_update(left, opt_left, ref, ro, cfg)
             # LOOP LOGIC: §5.4, self-play against the updated critic on this batch's positions
-            rounds = self_play(left, right, ref, opt_left, [t.turn.board for t in mine], cfg)
-        reward = sum(o[g % 2] for g, o in enumerate(outcome)) / len(outcome)   # the lobe's seat
-        forfeits = sum(read_move(decode_answer(t.turn.action)) not in moves(t.turn.board)
+            rounds = self_play(game, left, right, ref, opt_left, [t.turn.board for t in mine],
+                               cfg)
+        reward = sum(o[g % game.PLAYERS] for g, o in enumerate(outcome)) / len(outcome)  # its seat
+        forfeits = sum(game.result(t.turn.board, decode_answer(t.turn.action))[0] is None
                        for t in mine)
         stats = dict(stats, loss_right=loss_right.item(), reward=reward, forfeits=forfeits,
                      self_play=rounds)
@@ -405,26 +418,24 @@ def main(cfg: Config):
         log.log(it + 1, **stats)
         if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:
             continue
-        row = dict(iter=it + 1, **evaluate_games(left, right, cfg.idl_limit), **stats,
+        row = dict(iter=it + 1, **evaluate_games(game, left, right, cfg.idl_limit), **stats,
                    minutes=(time.time() - t0) / 60)
         log.report(it + 1, row, rows, digits=4)
-        save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=cfg.task,
-                   iteration=it + 1, rows=rows, ref_path=ref_path, board_view="mover")
+        save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=cfg.game,
+                   iteration=it + 1, rows=rows, ref_path=ref_path, board_view=game.VIEW)
     log.close()
-    print(table(rows))
+    print(table(game, rows))
     print(f"wall time {(time.time() - t_start) / 60:.1f} minutes, warm start and evaluations "
           "included")
     return rows
 
 
-def table(rows):
-    """Every exact evaluation against the perfect player as a markdown table: the left lobe alone
-    (A) and the lateralized IDL (F); iteration 0 is the random-move warm start."""
+def table(game, rows):
+    """Every evaluation (game.COLUMNS) as a markdown table: the left lobe alone (A) and the
+    lateralized IDL (F); iteration 0 is the warm start."""
     cols = [("iter", "iter", "{}")]
     for name, system in (("", "A"), ("F_", "F")):
-        cols += [(f"{name}loss_X", f"{system} loss as X", "{:.2%}"),
-                 (f"{name}loss_O", f"{system} loss as O", "{:.2%}"),
-                 (f"{name}illegal", f"{system} illegal", "{:.2%}")]
+        cols += [(name + key, f"{system} {head}", fmt) for key, head, fmt in game.COLUMNS]
     cols += [("F_attempts", "F attempts", "{:.2f}"), ("reward", "mean reward", "{:.3f}"),
              ("minutes", "minutes", "{:.1f}")]
     return markdown_table(rows, cols)

@@ -6,7 +6,7 @@ A map is text, one row per line:
 
     A..#      A  the agent (its start)        #  a wall: moving into it is illegal
     .#H.      G  the goal: reaching it wins   H  a hole: stepping in loses
-    ...G      .  floor
+    ...G      .  floor                        +  floor the agent has walked (its trail)
 
 Moves are up, down, left, right (u/d/l/r also parse). Moving off the map or into a wall is an
 illegal move. With slip > 0 a move goes sideways (one of the two perpendicular directions)
@@ -145,7 +145,10 @@ class Gridworld(Game):
     def play(self, move):
         if self.slip and self.rng.random() < self.slip:  # slip: the move goes sideways
             move = self.rng.choice(SIDEWAYS[move])
-        self.pos = step(self.rows, self.pos, move) or self.pos
+        nxt = step(self.rows, self.pos, move) or self.pos
+        if nxt != self.pos:
+            self.rows = put(self.rows, self.pos, "+")
+        self.pos = nxt
         self.steps += 1
 
     def over(self):
@@ -164,9 +167,13 @@ class Gridworld(Game):
         return move
 
     def read_move(self, text):
-        """'up' or 'u' (any case, surrounding whitespace aside) and nothing else, as every task
-        reads an answer; 'up.' or 'up then left' names no move."""
-        return ALIASES.get(text.strip().lower())
+        return read_move(text)
+
+
+def read_move(text):
+    """'up' or 'u' (any case, surrounding whitespace aside) and nothing else, as every task reads
+    an answer; 'up.' or 'up then left' names no move."""
+    return ALIASES.get(text.strip().lower()) if isinstance(text, str) else None
 
 
 def optimal_player(game, rng):
@@ -174,6 +181,143 @@ def optimal_player(game, rng):
     path = solve(game.render())
     return path[0] if path else rng.choice(game.legal_moves())
 
+
+
+# -----------------------------------------------------------------------------
+# What train_games.py needs to learn the game by Algorithm 2 (games/tictactoe.py has the same).
+# A board is a map's text with the agent on it (Gridworld.render()) and '+' on the cells it has
+# left behind: its trail, the only memory of a walker that reads one board at a time, so it can
+# learn not to go round in circles.
+
+PLAYERS = 1               # one seat: TD discounts forward (train_games.td_targets)
+VIEW = "ego"              # the checkpoint's board_view: the lobes read ego_prompt (play.py)
+RADIUS = 3                # the agent sees the 7 x 7 cells around it
+EVAL_MAPS = 200           # maps per split at evaluation
+DEFAULTS = dict(max_iters=300, batch_size=16)    # train_games.py's budget
+COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")
+           for k, name, fmt in (("success", "success", "{:.1%}"), ("path", "path / BFS", "{:.2f}"),
+                                ("illegal", "illegal", "{:.1%}"))]
+
+
+def ego_prompt(board):
+    """What the agent sees: the (2 RADIUS + 1)^2 cells around it, off the map read as wall, rows
+    joined by '|', then where the goal lies ('dl': down and left, '-' when level). The text has
+    the same shape on every map, so a lobe trained on 4x4-5x5 maps reads an 8x8 one as it read
+    them; the whole map as text would put a cell's neighbours above and below at distances in
+    the prompt that training never showed."""
+    rows, (r, c) = parse_map(board)
+    gr, gc = next((i, row.index("G")) for i, row in enumerate(rows) if "G" in row)
+    view = ["".join(rows[i][j] if 0 <= i < len(rows) and 0 <= j < len(rows[0]) else "#"
+                    for j in range(c - RADIUS, c + RADIUS + 1))
+            for i in range(r - RADIUS, r + RADIUS + 1)]
+    view[RADIUS] = view[RADIUS][:RADIUS] + "A" + view[RADIUS][RADIUS + 1:]
+    return "|".join(view) + " " + "-du"[(gr > r) - (gr < r)] + "-rl"[(gc > c) - (gc < c)]
+
+
+learner_prompt = ego_prompt
+
+
+def distances(rows):
+    """Moves from each cell to the goal avoiding holes (BFS from the goal; walls block both
+    ways, so the distance is the same walked either way)."""
+    goal = next((i, row.index("G")) for i, row in enumerate(rows) if "G" in row)
+    dist, queue = {goal: 0}, deque([goal])
+    while queue:
+        pos = queue.popleft()
+        for move in MOVES:
+            nxt = step(rows, pos, move)
+            if nxt is not None and nxt not in dist and rows[nxt[0]][nxt[1]] != "H":
+                dist[nxt] = dist[pos] + 1
+                queue.append(nxt)
+    return dist
+
+
+def put(rows, pos, mark):
+    return [row if i != pos[0] else row[:pos[1]] + mark + row[pos[1] + 1:]
+            for i, row in enumerate(rows)]
+
+
+def warm_positions(rng, n_maps=400):
+    """The warm start's boards: n_maps train maps, each walked at random (into no hole) for as
+    many moves as it has cells, every board on the way with its trail."""
+    boards = []
+    for _ in range(n_maps):
+        board = draw_map("train", rng)
+        for _ in range(len(parse_map(board)[0]) ** 2):
+            boards.append(board)
+            safe = [m for m in move_texts(board) if result(board, m)[1] is None]
+            if not safe:
+                break
+            board = result(board, rng.choice(safe))[0]
+    return boards
+
+
+def move_texts(board, optimal=False):
+    """The legal moves as the lobe writes them ('u', 'd', 'l', 'r'), or only those on a shortest
+    path to the goal (none where holes cut the agent off)."""
+    rows, pos = parse_map(board)
+    legal = [m for m in MOVES if step(rows, pos, m)]
+    if optimal:
+        dist = distances(rows)
+        legal = [m for m in legal if pos in dist and dist.get(step(rows, pos, m)) == dist[pos] - 1]
+    return [m[0] for m in legal]
+
+
+def starts(n, rng, openings):
+    """n random train maps (openings is tic-tac-toe's; a map's start is already random)."""
+    return [draw_map("train", rng) for _ in range(n)]
+
+
+def result(board, text):
+    """What the move `text` does: (the board after it, the final score: 1 at the goal, 0 in a
+    hole, None while the walk goes on); an illegal or unreadable move is (None, 0.0), a forfeit."""
+    rows, pos = parse_map(board)
+    move = read_move(text)
+    nxt = step(rows, pos, move) if move else None
+    if nxt is None:
+        return None, 0.0
+    cell = rows[nxt[0]][nxt[1]]
+    return "\n".join(put(put(rows, pos, "+"), nxt, "A")), {"G": 1.0, "H": 0.0}.get(cell)
+
+
+def play_batch(n_games, opponents, mover, rng, starts):
+    """n_games walks in lockstep from the maps `starts` (opponents and rng are unused: one
+    player, no slip). mover(boards) -> [(move text, note)] for every walk still going. Returns
+    history[g] = [(0, board, note)] and outcome[g] = (r,): +1 at the goal, -1 in a hole or on an
+    illegal move, 0 after as many moves as the map has cells: a walk that long has gone round in
+    a loop (Gridworld allows 4 times that: play.py's human walker needs room to err)."""
+    boards = list(starts)
+    history, outcome = [[] for _ in boards], [None] * len(boards)
+    limit = [len(parse_map(b)[0]) ** 2 for b in boards]
+    while any(o is None for o in outcome):
+        live = [g for g, o in enumerate(outcome) if o is None]
+        for g, (text, note) in zip(live, mover([boards[g] for g in live])):
+            history[g].append((0, boards[g], note))
+            nxt, score = result(boards[g], text)
+            if nxt is None or score is not None:
+                outcome[g] = (-1,) if nxt is None else (round(2 * score - 1),)
+            else:
+                boards[g] = nxt
+                outcome[g] = (0,) if len(history[g]) >= limit[g] else None
+    return history, outcome
+
+
+def evaluate(choose):
+    """The policy choose(boards) -> move texts on EVAL_MAPS test maps (4x4-5x5, as in training)
+    and EVAL_MAPS ood maps (8x8): the share that reach the goal, their moves over the BFS
+    optimum, and the share lost to an illegal move (the rest fell in a hole or ran out)."""
+    r = {}
+    for split in ("test", "ood"):
+        maps = make_maps(split, EVAL_MAPS, seed=0)
+        history, outcome = play_batch(len(maps), None,       # each move noted with its text
+                                      lambda boards: [(t, t) for t in choose(boards)], None, maps)
+        won = [g for g, o in enumerate(outcome) if o == (1,)]
+        r[f"success_{split}"] = len(won) / len(maps)
+        r[f"path_{split}"] = (sum(len(history[g]) / len(solve(maps[g])) for g in won) /
+                              max(1, len(won)))
+        r[f"illegal_{split}"] = sum(result(h[-1][1], h[-1][2])[0] is None
+                                    for h in history) / len(maps)
+    return r
 
 if __name__ == "__main__":
     for split in ("train", "ood"):

@@ -253,6 +253,66 @@ def from_prompt(prompt):
     return board if board in reachable_positions() else None
 
 
+
+# -----------------------------------------------------------------------------
+# What train_games.py needs to learn the game by Algorithm 2 (games/gridworld.py has the same)
+
+PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_targets)
+VIEW = "mover"            # the checkpoint's board_view: the lobes read mover_prompt (play.py)
+COLUMNS = [("loss_X", "loss as X", "{:.2%}"), ("loss_O", "loss as O", "{:.2%}"),
+           ("illegal", "illegal", "{:.2%}")]
+DEFAULTS = dict(max_iters=1500, batch_size=64)   # train_games.py's budget
+
+
+def learner_prompt(board):
+    """mover_prompt of a board, or of the game's rendering 'x.o|.x.|..o' (play.py's lobe player)."""
+    return mover_prompt(board.replace("|", ""))
+
+
+def warm_positions(rng):
+    """The warm start's boards: every one of the 4,520 positions not over."""
+    return sorted(b for b in reachable_positions() if not is_over(b))
+
+
+def move_texts(board, optimal=False):
+    """The legal moves of a board as the lobe writes them ('1'-'9'), or only the optimal ones."""
+    return [str(m + 1) for m in (optimal_moves if optimal else moves)(board)]
+
+
+def starts(n, rng, openings):
+    """n games' first boards: each after 0..openings uniformly random moves (exploring starts:
+    every position keeps being visited)."""
+    boards = []
+    for _ in range(n):
+        board = EMPTY
+        for _ in range(rng.randint(0, openings)):
+            board = after(board, rng.choice(moves(board)))
+        boards.append(board)
+    return boards
+
+
+def result(board, text):
+    """What the move `text` does: (the board after it, the mover's final score: 1 won, 0.5 drawn,
+    None while the game goes on); an illegal or unreadable move is (None, 0.0), a forfeit."""
+    m = read_move(text)
+    if m not in moves(board):
+        return None, 0.0
+    nxt = after(board, m)
+    return nxt, (1.0 if winner(nxt) else 0.5) if is_over(nxt) else None
+
+
+def evaluate(choose):
+    """Exact results against the optimal player from each seat (exact_outcome enumerates every
+    optimal reply) of the policy choose(boards) -> move texts, asked once for all 4,520 positions
+    not over, and its illegal-move rate over them."""
+    boards = warm_positions(None)
+    table = {b: read_move(t) for b, t in zip(boards, choose(boards))}
+    r = {"illegal": sum(table[b] not in moves(b) for b in boards) / len(boards)}
+    for seat, mark in enumerate("XO"):
+        out = exact_outcome(lambda b: table[b], seat)
+        r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
+    return r
+
 if __name__ == "__main__":
     positions = reachable_positions()
     print(f"reachable positions: {len(positions)}")

@@ -71,6 +71,7 @@ def test_lobe_player_reads_tictactoe_from_the_mover_side_when_trained_so():
             return SimpleNamespace(final=["5"])
     game = TicTacToe()
     game.play(0)                                      # X in the corner: O to move
-    for mover in (True, False):
-        play.lobe_player(Echo(), mover_view=mover)(game, None)
+    from games.tictactoe import learner_prompt
+    for view in (learner_prompt, None):
+        play.lobe_player(Echo(), view)(game, None)
     assert seen == ["o..|...|...", "x..|...|..."]     # train_games.py's view, then the board's

@@ -10,6 +10,8 @@ import torch
 import train_games as tg
 from common import UsageError
 from data.tokenizer import decode_answer
+from games import gridworld as gw
+from games import tictactoe as ttt
 from games.tictactoe import moves, read_move
 
 TINY_GAMES = dict(device="cpu", n_layer=1, n_head=2, n_embd=32, warm_iters=4, max_iters=2,
@@ -21,9 +23,9 @@ def test_move_scores_win_draw_illegal_and_the_critic_for_the_rest(tiny_lobe):
     boards = ["xx.oo....", "xoxxoo.x.", "xx.oo....", "x........", ".oooxxxxo"]
     # X completes a row; a legal move; an occupied cell; legal; the draw
     texts = ["3", "7", "1", "5", "1"]
-    s = tg.move_scores(right, boards, texts)
+    s = tg.move_scores(ttt, right, boards, texts)
     assert s[0] == 1.0 and s[2] == 0.0 and s[4] == 0.5
-    p = torch.sigmoid(right.score([tg.board_ids("x...o....")]))[0]
+    p = torch.sigmoid(right.score([tg.board_ids(ttt, "x...o....")]))[0]
     assert math.isclose(s[3].item(), 1 - p.item(), rel_tol=1e-5)
     assert 0 < s[1] < 1
 
@@ -50,13 +52,14 @@ def test_mover_view_swaps_marks_when_o_is_to_move():
     from games.tictactoe import mover_view
     assert mover_view("x........") == "o........"          # O to move: its marks become x
     assert mover_view("xo.......") == "xo......."          # X to move: as it is
-    assert tg.board_prompt("xx.o.....") == "oo.|x..|..."
+    assert ttt.learner_prompt("xx.o.....") == "oo.|x..|..."
+    assert ttt.learner_prompt("xx.|o..|...") == "oo.|x..|..."       # the rendered board too
 
 
 def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
     cfg = tg.Config(temperature=1.0)
     torch.manual_seed(0)
-    history, outcome = tg.play_games(tiny_lobe, 6, ["optimal", "random", "self"], cfg,
+    history, outcome = tg.play_games(ttt, tiny_lobe, 6, ["optimal", "random", "self"], cfg,
                                      random.Random(0))
     for g, (h, out) in enumerate(zip(history, outcome)):
         assert out in [(1, -1), (-1, 1), (0, 0)]
@@ -70,7 +73,7 @@ def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
 
 def test_openings_start_games_after_random_moves(tiny_lobe):
     cfg = tg.Config(openings=4)
-    history, _ = tg.play_games(tiny_lobe, 12, ["random"], cfg, random.Random(0))
+    history, _ = tg.play_games(ttt, tiny_lobe, 12, ["random"], cfg, random.Random(0))
     marks = [9 - h[0].board.count(".") for h in history]
     assert max(marks) <= 4 and len(set(marks)) > 1       # 0..4 random moves before play
     with pytest.raises(UsageError):
@@ -79,13 +82,15 @@ def test_openings_start_games_after_random_moves(tiny_lobe):
 
 def test_critic_moves_play_the_first_move_the_critic_accepts(tiny_lobe):
     boards = ["xx.oo....", "x...o...."]
-    texts, attempts = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=0.0)
+    texts, attempts = tg.critic_moves(ttt, tiny_lobe, tiny_lobe, boards, idl_limit=3,
+                                      threshold=0.0)
     assert attempts == [1, 1]                            # threshold 0 accepts the greedy move
-    greedy = tiny_lobe.answer([tg.board_prompt(b) for b in boards], tg.MOVE_TOKENS)
+    greedy = tiny_lobe.answer([ttt.learner_prompt(b) for b in boards], tg.MOVE_TOKENS)
     assert texts == greedy
-    texts2, attempts = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=1.1)
+    texts2, attempts = tg.critic_moves(ttt, tiny_lobe, tiny_lobe, boards, idl_limit=3,
+                                       threshold=1.1)
     assert attempts == [3, 3]                            # never satisfied: every attempt, best kept
-    again, _ = tg.critic_moves(tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=1.1)
+    again, _ = tg.critic_moves(ttt, tiny_lobe, tiny_lobe, boards, idl_limit=3, threshold=1.1)
     assert again == texts2                               # seeded: a board always gets one move
 
 
@@ -108,6 +113,61 @@ def test_smoke_games_run_and_exact_resume(tmp_path):
 
 def test_bad_options_are_one_line_usage_errors():
     for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
-                dict(reward_transform="exp"), dict(task="chess"), dict(warm_moves="best")):
+                dict(reward_transform="exp"), dict(game="chess"), dict(warm_moves="best")):
         with pytest.raises(UsageError):
             tg.Config(**bad)                  # checked as it is built
+
+
+# -----------------------------------------------------------------------------
+# Gridworld: the learner's interface (games/gridworld.py) and a run
+
+def test_gridworld_ego_prompt_is_the_window_around_the_agent_and_the_goals_direction():
+    board = "A.#\n.H.\n..G"
+    assert gw.ego_prompt(board) == ("#######|#######|#######|###A.##|###.H.#|###..G#|####### dr")
+    # the agent in the middle of an 8x8 map reads text of the same shape as on a 3x3 one
+    big = gw.make_maps("ood", 1)[0]
+    assert len(gw.ego_prompt(big)) == len(gw.ego_prompt(board)) == 7 * 8 - 1 + 3
+
+
+def test_gridworld_moves_results_and_one_player_td():
+    board = "A..\n.#.\n..G"                        # two shortest paths: right first or down first
+    assert gw.move_texts(board) == ["d", "r"]       # up and left leave the map
+    assert gw.move_texts(board, optimal=True) == ["d", "r"]
+    assert gw.move_texts("A.\nHH\n.G", optimal=True) == []         # holes cut it off the goal
+    assert gw.result(board, "r") == ("+A.\n.#.\n..G", None)       # on, leaving a trail
+    assert gw.move_texts("+A.\n.#.\n..G", optimal=True) == ["r"]   # the trail is floor
+    game = gw.Gridworld(grid=board)
+    game.play("right")
+    assert game.render() == gw.result(board, "r")[0]     # play.py's walker leaves the same trail
+    assert gw.result(board, "u") == (None, 0.0)                    # off the map: a forfeit
+    assert gw.result(board, "hello") == (None, 0.0)
+    assert gw.result("AG", "r")[1] == 1.0 and gw.result("AH", "right")[1] == 0.0
+    # one seat: delta = r + gamma V(next) - V(now); gamma 0.5, lambda 0, V = 0.2 then 0.4, goal
+    h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(0, "b1", [1], [2])]
+    td = tg.td_targets([h], [(1,)], torch.tensor([0.2, 0.4]), tg.Config(gamma=0.5,
+                       gae_lambda=0.0), players=1)
+    assert [round(t.advantage, 5) for t in td] == [0.0, 0.6]        # 0.5 * 0.4 - 0.2; 1 - 0.4
+    assert [round(t.ret, 5) for t in td] == [0.2, 1.0]
+
+
+def test_gridworld_walks_end_at_goal_hole_forfeit_or_the_limit(tiny_lobe):
+    starts = ["AG", "AH", "A.", "A.\n.."]
+    scripted = {"AG": "r", "AH": "r", "A.": "u", "A.\n..": "r", "+A\n..": "l", "A+\n..": "r"}
+    history, outcome = gw.play_batch(4, None, lambda bs: [(scripted[b], b) for b in bs], None,
+                                     starts)
+    assert outcome == [(1,), (-1,), (-1,), (0,)]       # goal, hole, off the map, out of moves
+    assert [len(h) for h in history] == [1, 1, 1, 4]     # as many moves as the map has cells
+    # the critic scores a one-player move by the position it leads to, not 1 minus it
+    s = tg.move_scores(gw, tiny_lobe, ["A..\n..G", "AG", "AH"], ["r", "r", "r"])
+    p = torch.sigmoid(tiny_lobe.score([tg.board_ids(gw, "+A.\n..G")]))[0]
+    assert math.isclose(s[0].item(), p.item(), rel_tol=1e-5) and s[1:].tolist() == [1.0, 0.0]
+
+
+def test_smoke_gridworld_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(gw, "EVAL_MAPS", 6)
+    rows = tg.main(tg.Config(game="gridworld", out_dir=str(tmp_path), **TINY_GAMES))
+    assert [r["iter"] for r in rows] == [0, 1, 2]
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("success_test", "F_success_ood"))
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "ego"
+    with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
+        tg.main(tg.Config(out_dir=str(tmp_path), **TINY_GAMES))
