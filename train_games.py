@@ -81,7 +81,9 @@ class Config(Checked):
     reward_transform: str = "D"   # §5.4: the critic's D as a reward: D | logD | logitD | 2D-1
     clip_eps: float = 0.2         # eq 8's epsilon
     ppo_epochs: PosInt = 2        # PPO updates per rollout (the first has ratio exactly 1)
-    gamma: Prob = 1.0             # TD discount
+    gamma: Prob = 0.0             # TD discount (0: the game's, tictactoe 1, gridworld 0.9: a
+                                  #   walk's value falls with its length, so the critic can tell
+                                  #   a nearer goal)
     gae_lambda: Prob = 1.0        # GAE lambda; 1 = return - V (unbiased), 0 = the TD error delta
     kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
                                   #   keeps the rules the warm start knows (illegal moves grow
@@ -119,6 +121,12 @@ class Config(Checked):
             raise UsageError(f"--warm_moves must be random or optimal, got {self.warm_moves!r}")
         if self.game not in GAMES:
             raise UsageError(f"--game must be one of {', '.join(GAMES)}, got {self.game!r}")
+        # 0 or '': the game's own value (games/<game>.py DEFAULTS), filled in as the Config is
+        # built, so every Config holds the values a run uses
+        own = {**importlib.import_module(f"games.{self.game}").DEFAULTS,
+               "out_dir": os.path.join("out", self.game)}
+        for k, v in own.items():
+            setattr(self, k, getattr(self, k) or v)
         bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
         if bad:
             raise UsageError(f"--opponent takes self, random, optimal (comma-separated), "
@@ -358,8 +366,6 @@ def evaluate_games(game, left, right, idl_limit, chunk=1024):
 def main(cfg: Config):
     t_start = time.time()
     game = game_of(cfg)
-    cfg = dataclasses.replace(cfg, out_dir=cfg.out_dir or os.path.join("out", cfg.game),
-                              **{k: v for k, v in game.DEFAULTS.items() if not getattr(cfg, k)})
     device = get_device(cfg.device)
     writable_dir(cfg.out_dir)        # before minutes of warm start, not at the first save
     seed_everything(cfg.seed)

@@ -193,7 +193,7 @@ PLAYERS = 1               # one seat: TD discounts forward (train_games.td_targe
 VIEW = "ego"              # the checkpoint's board_view: the lobes read ego_prompt (play.py)
 RADIUS = 3                # the agent sees the 7 x 7 cells around it
 EVAL_MAPS = 200           # maps per split at evaluation
-DEFAULTS = dict(max_iters=300, batch_size=16)    # train_games.py's budget
+DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9)   # train_games.py's budget, discount
 COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")
            for k, name, fmt in (("success", "success", "{:.1%}"), ("path", "path / BFS", "{:.2f}"),
                                 ("illegal", "illegal", "{:.1%}"))]

@@ -261,7 +261,7 @@ PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_
 VIEW = "mover"            # the checkpoint's board_view: the lobes read mover_prompt (play.py)
 COLUMNS = [("loss_X", "loss as X", "{:.2%}"), ("loss_O", "loss as O", "{:.2%}"),
            ("illegal", "illegal", "{:.2%}")]
-DEFAULTS = dict(max_iters=1500, batch_size=64)   # train_games.py's budget
+DEFAULTS = dict(max_iters=1500, batch_size=64, gamma=1.0)  # train_games.py's budget, discount
 
 
 def learner_prompt(board):

@@ -111,6 +111,14 @@ def test_smoke_games_run_and_exact_resume(tmp_path):
             tg.main(tg.Config(out_dir=str(tmp_path / "a"), **{**TINY_GAMES, **other}))
 
 
+def test_each_game_fills_in_its_own_budget_and_discount():
+    ttt_cfg, gw_cfg = tg.Config(), tg.Config(game="gridworld")
+    assert (ttt_cfg.max_iters, ttt_cfg.batch_size, ttt_cfg.gamma) == (1500, 64, 1.0)
+    assert (gw_cfg.max_iters, gw_cfg.batch_size, gw_cfg.gamma) == (300, 16, 0.9)
+    assert gw_cfg.out_dir == "out/gridworld"
+    assert tg.Config(game="gridworld", gamma=0.5, batch_size=3).batch_size == 3     # given: kept
+
+
 def test_bad_options_are_one_line_usage_errors():
     for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
                 dict(reward_transform="exp"), dict(game="chess"), dict(warm_moves="best")):
