@@ -182,7 +182,6 @@ def optimal_player(game, rng):
     return path[0] if path else rng.choice(game.legal_moves())
 
 
-
 # -----------------------------------------------------------------------------
 # What train_games.py needs to learn the game by Algorithm 2 (games/tictactoe.py has the same).
 # A board is a map's text with the agent on it (Gridworld.render()) and '+' on the cells it has
@@ -318,6 +317,7 @@ def evaluate(choose):
         r[f"illegal_{split}"] = sum(result(h[-1][1], h[-1][2])[0] is None
                                     for h in history) / len(maps)
     return r
+
 
 if __name__ == "__main__":
     for split in ("train", "ood"):

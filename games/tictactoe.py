@@ -253,7 +253,6 @@ def from_prompt(prompt):
     return board if board in reachable_positions() else None
 
 
-
 # -----------------------------------------------------------------------------
 # What train_games.py needs to learn the game by Algorithm 2 (games/gridworld.py has the same)
 
@@ -312,6 +311,7 @@ def evaluate(choose):
         out = exact_outcome(lambda b: table[b], seat)
         r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
     return r
+
 
 if __name__ == "__main__":
     positions = reachable_positions()
