@@ -123,7 +123,7 @@ class Config(Checked):
             raise UsageError(f"--game must be one of {', '.join(GAMES)}, got {self.game!r}")
         # 0 or '': the game's own value (games/<game>.py DEFAULTS), filled in as the Config is
         # built, so every Config holds the values a run uses
-        own = {**importlib.import_module(f"games.{self.game}").DEFAULTS,
+        own = {**game_of(self).DEFAULTS,
                "out_dir": os.path.join("out", self.game)}
         for k, v in own.items():
             setattr(self, k, getattr(self, k) or v)

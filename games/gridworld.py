@@ -244,10 +244,11 @@ def warm_positions(rng, n_maps=400):
         board = draw_map("train", rng)
         for _ in range(len(parse_map(board)[0]) ** 2):
             boards.append(board)
-            safe = [m for m in move_texts(board) if result(board, m)[1] is None]
+            safe = [nxt for nxt, final in (result(board, m) for m in move_texts(board))
+                    if final is None]
             if not safe:
                 break
-            board = result(board, rng.choice(safe))[0]
+            board = rng.choice(safe)
     return boards
 
 
