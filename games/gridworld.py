@@ -189,13 +189,16 @@ def optimal_player(game, rng):
 # learn not to go round in circles.
 
 PLAYERS = 1               # one seat: TD discounts forward (train_games.td_targets)
+MOVE_TOKENS = 2           # a move is one character, then <|eos|>
 VIEW = "ego"              # the checkpoint's board_view: the lobes read ego_prompt (play.py)
 RADIUS = 3                # the agent sees the 7 x 7 cells around it
 EVAL_MAPS = 200           # maps per split at evaluation
 DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9)   # train_games.py's budget, discount
+RAN_OUT = -1              # a walk that runs out of moves has lost, as in a hole: scored 0, going
+                          #   round in circles would be safer than risking a hole near the goal
 COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")
            for k, name, fmt in (("success", "success", "{:.1%}"), ("path", "path / BFS", "{:.2f}"),
-                                ("illegal", "illegal", "{:.1%}"))]
+                                ("illegal", "illegal", "{:.1%}"), ("ran_out", "ran out", "{:.1%}"))]
 
 
 def ego_prompt(board):
@@ -284,8 +287,8 @@ def play_batch(n_games, opponents, mover, rng, starts):
     """n_games walks in lockstep from the maps `starts` (opponents and rng are unused: one
     player, no slip). mover(boards) -> [(move text, note)] for every walk still going. Returns
     history[g] = [(0, board, note)] and outcome[g] = (r,): +1 at the goal, -1 in a hole or on an
-    illegal move, 0 after as many moves as the map has cells: a walk that long has gone round in
-    a loop (Gridworld allows 4 times that: play.py's human walker needs room to err)."""
+    illegal move, RAN_OUT after as many moves as the map has cells: a walk that long has gone
+    round in a loop (Gridworld allows 4 times that: play.py's human walker needs room to err)."""
     boards = list(starts)
     history, outcome = [[] for _ in boards], [None] * len(boards)
     limit = [len(parse_map(b)[0]) ** 2 for b in boards]
@@ -298,14 +301,15 @@ def play_batch(n_games, opponents, mover, rng, starts):
                 outcome[g] = (-1,) if nxt is None else (round(2 * score - 1),)
             else:
                 boards[g] = nxt
-                outcome[g] = (0,) if len(history[g]) >= limit[g] else None
+                outcome[g] = (RAN_OUT,) if len(history[g]) >= limit[g] else None
     return history, outcome
 
 
 def evaluate(choose):
     """The policy choose(boards) -> move texts on EVAL_MAPS test maps (4x4-5x5, as in training)
     and EVAL_MAPS ood maps (8x8): the share that reach the goal, their moves over the BFS
-    optimum, and the share lost to an illegal move (the rest fell in a hole or ran out)."""
+    optimum, the share lost to an illegal move and the share that ran out of moves (the rest fell
+    in a hole)."""
     r = {}
     for split in ("test", "ood"):
         maps = make_maps(split, EVAL_MAPS, seed=0)
@@ -315,8 +319,10 @@ def evaluate(choose):
         r[f"success_{split}"] = len(won) / len(maps)
         r[f"path_{split}"] = (sum(len(history[g]) / len(solve(maps[g])) for g in won) /
                               max(1, len(won)))
-        r[f"illegal_{split}"] = sum(result(h[-1][1], h[-1][2])[0] is None
-                                    for h in history) / len(maps)
+        last = [result(h[-1][1], h[-1][2]) for h in history]    # (next board, final score)
+        r[f"illegal_{split}"] = sum(nxt is None for nxt, _ in last) / len(maps)
+        r[f"ran_out_{split}"] = sum(nxt is not None and final is None
+                                    for nxt, final in last) / len(maps)
     return r
 
 

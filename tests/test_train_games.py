@@ -163,12 +163,27 @@ def test_gridworld_walks_end_at_goal_hole_forfeit_or_the_limit(tiny_lobe):
     scripted = {"AG": "r", "AH": "r", "A.": "u", "A.\n..": "r", "+A\n..": "l", "A+\n..": "r"}
     history, outcome = gw.play_batch(4, None, lambda bs: [(scripted[b], b) for b in bs], None,
                                      starts)
-    assert outcome == [(1,), (-1,), (-1,), (0,)]       # goal, hole, off the map, out of moves
+    assert outcome == [(1,), (-1,), (-1,), (gw.RAN_OUT,)]  # goal, hole, off the map, out of moves
     assert [len(h) for h in history] == [1, 1, 1, 4]     # as many moves as the map has cells
     # the critic scores a one-player move by the position it leads to, not 1 minus it
     s = tg.move_scores(gw, tiny_lobe, ["A..\n..G", "AG", "AH"], ["r", "r", "r"])
     p = torch.sigmoid(tiny_lobe.score([tg.board_ids(gw, "+A.\n..G")]))[0]
     assert math.isclose(s[0].item(), p.item(), rel_tol=1e-5) and s[1:].tolist() == [1.0, 0.0]
+
+
+def test_gridworld_evaluate_splits_walks_into_success_illegal_and_ran_out(monkeypatch):
+    monkeypatch.setattr(gw, "EVAL_MAPS", 5)
+    best = gw.evaluate(lambda boards: [gw.solve(b)[0][0] for b in boards])
+    assert best["success_test"] == best["success_ood"] == 1.0 and best["path_ood"] == 1.0
+    assert gw.evaluate(lambda boards: ["jump"] * len(boards))["illegal_test"] == 1.0
+
+    def pace(board):           # back onto the trail if there is one, else a safe step off the start
+        rows, (r, c) = gw.parse_map(board)
+        moves = [(m, gw.MOVES[gw.ALIASES[m]]) for m in gw.move_texts(board)]
+        back = [m for m, (dr, dc) in moves if rows[r + dr][c + dc] == "+"]
+        return (back or [m for m, _ in moves if gw.result(board, m)[1] is None])[0]
+    r = gw.evaluate(lambda boards: [pace(b) for b in boards])
+    assert r["ran_out_test"] == r["ran_out_ood"] == 1.0 and r["success_test"] == 0.0
 
 
 def test_smoke_gridworld_run(tmp_path, monkeypatch):
@@ -179,3 +194,4 @@ def test_smoke_gridworld_run(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "ego"
     with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
         tg.main(tg.Config(out_dir=str(tmp_path), **TINY_GAMES))
+
