@@ -16,7 +16,8 @@ The halting loss depends on --halt (wide.py holds both rules, the same in evalua
   1 - threshold (a computation at rest, wherever it runs). The loss is how far a loop moves an
   answer that was right before it and still is (settling_loss, at the last prompt token): extra
   loops learn to do no harm to a right answer, which makes looping until the rest safe at any
-  length, and leaves the other tokens free to carry what is still on its way.
+  length, and leaves the other tokens free to carry what is still on its way. It weighs
+  settle_weight (0: deep supervision alone keeps extra loops harmless).
 
 With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
@@ -76,6 +77,7 @@ class Config(Checked):
     halt_prior: Prob = 0.1        # lambda_p of the geometric prior over the halting loop,
                                   #   in (0, 1)
     halt_beta: float = 0.01       # weight of KL(halting distribution || prior)
+    settle_weight: float = 1.0    # settled: weight of settling_loss (a right answer kept still)
     balance_weight: float = 0.01  # weight of the load-balancing loss of every gate
     loop_weight: float = 0.0      # weight of eq 1 averaged over every loop; > 0 also stops
                                   #   PonderNet's gradient into the answers (it then trains only
@@ -146,7 +148,8 @@ def wide_step(model, prompts, answers, cfg):
                  loops_G=model.halting_loops(lam[1].detach()).float().mean().item(),
                  halting=halting.item(), ce_last=ce[:, -1].detach().mean().item(),
                  balance=float(balance.detach()))
-    loss = halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
+    weight = cfg.settle_weight if cfg.halt == "settled" else 1.0
+    loss = weight * halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
     return loss, stats
 
 
