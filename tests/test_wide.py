@@ -7,6 +7,7 @@ halts stops changing), batching, save -> load, and a tiny training run with an e
     $ python -m pytest tests/test_wide.py -q
 """
 import json
+import math
 import os
 from dataclasses import replace
 
@@ -289,6 +290,20 @@ def test_settling_loss_by_hand():
     # row 1: loops 2 and 3 keep a right answer (moved 0.1 and 0.3); row 2: none -> (0.1 + 0.3) / 2
     assert torch.isclose(train_wide.settling_loss(settled, right), torch.tensor(0.2))
     assert train_wide.settling_loss(settled, torch.zeros(2, 3, dtype=torch.bool)) == 0
+
+
+def test_settle_weight_scales_the_settling_loss_and_nothing_else(monkeypatch):
+    from lobes import answer_ids, prompt_ids
+    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    monkeypatch.setattr(train_wide, "settling_loss", lambda settled, right: torch.tensor(0.3))
+    losses = []
+    for weight in (0.0, 1.0, 2.0):
+        torch.manual_seed(5)
+        model = WideSLN(replace(CFG, halt="settled", threshold=0.99))
+        cfg = replace(TINY, halt="settled", loop_weight=1.0, settle_weight=weight)
+        losses.append(train_wide.wide_step(model, prompts, answers, cfg)[0].item())
+    assert math.isclose(losses[1] - losses[0], 0.3, rel_tol=1e-4)
+    assert math.isclose(losses[2] - losses[0], 0.6, rel_tol=1e-4)
 
 
 def test_balancing_loss_has_no_gradient_on_the_stop_logit():
