@@ -86,13 +86,16 @@ def show_wide(system, task, question):
     print_answer(task, prompt, d)
 
 
-def lobe_player(system, view=None):
+def lobe_player(system, module=None):
     """A game player backed by a network: the board text is the prompt, the answer the move.
-    view(rendered board) -> the prompt, for lobes trained on their own view of the board
-    (train_games.py: tic-tac-toe from the side to move, gridworld around the agent)."""
+    A lobe of train_games.py reads its own view of the board (module.learner_prompt: tic-tac-toe
+    and checkers from the side to move, gridworld around the agent); a checkers lobe writes its
+    move in that view's numbering, which module.board_move turns back."""
     def player(game, rng):
-        board = view(game.render()) if view else game.render()
-        return system.answer([board], max_new_tokens=16).final[0]
+        board = game.render()
+        said = system.answer([module.learner_prompt(board) if module else board],
+                             max_new_tokens=16).final[0]
+        return getattr(module, "board_move", lambda b, t: t)(board, said)
     return player
 
 
@@ -105,8 +108,7 @@ def make_player(name, cfg, game_name):
         wide = cfg.system in ("E", "G")
         view = None if wide else load_lobes(cfg.ckpt, "cpu")[2].get("board_view")
         # a checkpoint of train_games.py reads the board as games.<game>.learner_prompt shows it
-        module = importlib.import_module(f"games.{game_name}") if view else None
-        return lobe_player(system, getattr(module, "learner_prompt", None))
+        return lobe_player(system, importlib.import_module(f"games.{game_name}") if view else None)
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
         if not hasattr(module, "optimal_player"):

@@ -1,6 +1,6 @@
 """
 Actor-critic training of a lateralized SLN on whole games (paper §5.3-5.5, the games of §4.1):
-tic-tac-toe against the perfect player, and gridworld mazes.
+tic-tac-toe against the perfect player, gridworld mazes, and checkers.
 
 Algorithm 2 with an external reward and TD errors (the NOTE after eq 8), PPO-clip (eq 8),
 self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9), eq 2's KL:
@@ -26,13 +26,16 @@ instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect lab
 lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe
 exactly (games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal
 reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the
-BFS optimum). What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt,
-play_batch, result, evaluate, ...): a gridworld walker sees the 7 x 7 cells around it and the
-goal's direction, the same text on any map, and has one seat, so the opponent and openings
-options are tic-tac-toe's.
+BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2.
+What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
+result, evaluate, ...): a gridworld walker sees the 7 x 7 cells around it and the goal's
+direction, the same text on any map, and has one seat, so the opponent and openings options are
+the two-player games'; a checkers lobe reads the board turned to its side and its lettered legal
+moves, and answers with a letter (the 'optimal' opponent there is alpha-beta at depth 2).
 
     $ python train_games.py                                  # CPU, minutes
     $ python train_games.py --game=gridworld
+    $ python train_games.py --game=checkers
     $ python train_games.py --self_play_max=0 --opponent=optimal,self
     $ python train_games.py --init_from=resume               # continue an interrupted run
 """
@@ -56,16 +59,15 @@ from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transf
 from ppo import actor_update, make_rollout
 from sln import load_lobes
 
-MOVE_TOKENS = 2          # a move is one character (a cell 1-9, or u d l r), then <|eos|>
 # what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
 WARM_KEYS = ("seed", "warm_iters", "warm_moves", "n_layer", "n_head", "n_embd")
-GAMES = ("tictactoe", "gridworld")  # the games with a learner's interface (games/<game>.py)
+GAMES = ("tictactoe", "gridworld", "checkers")   # with a learner's interface (games/<game>.py)
 
 
 @dataclass
 class Config(Checked):
-    game: str = "tictactoe"       # tictactoe | gridworld (one move per prompt through the IDL:
-                                  #   train_actor_critic.py --task=tictactoe)
+    game: str = "tictactoe"       # tictactoe | gridworld | checkers (one move per prompt through
+                                  #   the IDL: train_actor_critic.py --task=tictactoe)
     out_dir: str = ""             # ckpt.pt, metrics.jsonl and the warm start (out_dir/warm) go
                                   #   here ('': out/<game>)
     init_from: str = "warm"       # warm (out_dir/warm/ckpt.pt, trained first if missing) | resume |
@@ -73,9 +75,9 @@ class Config(Checked):
     device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 1337              # seeds the warm start, the games and the sampling
     max_iters: int = 0            # batches of games (Alg 2 line 1; 0: the game's DEFAULTS,
-                                  #   tictactoe 1500, gridworld 300)
+                                  #   tictactoe 1500, gridworld 300, checkers 30)
     batch_size: int = 0           # games per batch (Alg 2 line 2; 0: tictactoe 64, gridworld 16
-                                  #   walks, about as many of the lobe's moves)
+                                  #   walks, about as many of the lobe's moves; checkers 16)
     temperature: PosFloat = 1.0   # sampling temperature at rollout AND in the update
                                   #   (so the first PPO ratio is 1)
     reward_transform: str = "D"   # §5.4: the critic's D as a reward: D | logD | logitD | 2D-1
@@ -83,7 +85,7 @@ class Config(Checked):
     ppo_epochs: PosInt = 2        # PPO updates per rollout (the first has ratio exactly 1)
     gamma: Prob = 0.0             # TD discount (0: the game's, tictactoe 1, gridworld 0.9: a
                                   #   walk's value falls with its length, so the critic can tell
-                                  #   a nearer goal)
+                                  #   a nearer goal; checkers 0.99)
     gae_lambda: Prob = 1.0        # GAE lambda; 1 = return - V (unbiased), 0 = the TD error delta
     kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
                                   #   keeps the rules the warm start knows (illegal moves grow
@@ -97,7 +99,7 @@ class Config(Checked):
     openings: int = 2             # each game starts after 0..openings uniformly random moves
                                   #   (exploring starts: every position keeps being visited)
     opponent: str = "optimal,random,self"  # opponents cycled over a batch, from: self | random |
-                                  #   optimal
+                                  #   optimal (checkers: alpha-beta at depth 2)
     lr_left: PosFloat = 1e-3      # left lobe (actor) AdamW learning rate: lobes trained hard
     lr_right: PosFloat = 1e-3     # right lobe (critic) AdamW learning rate
     weight_decay: float = 0.01    # §5.4 guard against overfitting a batch (AdamW, matrices only)
@@ -139,7 +141,7 @@ class Config(Checked):
 
 class Turn(NamedTuple):
     """One move: who made it from which board; for the lobe's moves, what it read and wrote."""
-    seat: int             # 0 = X, 1 = O (tic-tac-toe); 0 (gridworld)
+    seat: int             # 0 = X, 1 = O (tic-tac-toe); black, white (checkers); 0 (gridworld)
     board: str            # the position before the move
     context: list = None  # the tokens the lobe read (None: the opponent moved)
     action: list = None   # the tokens it wrote, <|eos|> included
@@ -218,7 +220,7 @@ def play_games(game, left, n_games, opponents, cfg, rng):
     `temperature`. Returns history[g] = [Turn] and outcome[g], the result of each seat."""
     def mover(boards):
         ctx = [board_ids(game, b) for b in boards]
-        texts, actions, _ = speak(left, ctx, MOVE_TOKENS, cfg.temperature)
+        texts, actions, _ = speak(left, ctx, game.MOVE_TOKENS, cfg.temperature)
         return [(t, (c, a)) for t, c, a in zip(texts, ctx, actions)]
     starts = game.starts(n_games, rng, cfg.openings)
     history, outcome = game.play_batch(n_games, opponents, mover, rng, starts)
@@ -300,7 +302,7 @@ def self_play(game, left, right, ref, opt_left, boards, cfg):
         base = reward_transform(torch.sigmoid(right.score(ctx)).cpu(), cfg.reward_transform)
     for rounds in range(cfg.self_play_max):
         with torch.no_grad():
-            texts, actions, _ = speak(left.eval(), ctx, MOVE_TOKENS, cfg.temperature)
+            texts, actions, _ = speak(left.eval(), ctx, game.MOVE_TOKENS, cfg.temperature)
             p = move_scores(game, right, boards, texts)
         left.train()
         if p.mean() >= cfg.satisfied:
@@ -324,8 +326,8 @@ def critic_moves(game, left, right, boards, idl_limit, threshold=0.5, seed=0):
         for loop in range(idl_limit):
             if not active:
                 break
-            said = left.answer([game.learner_prompt(boards[i]) for i in active], MOVE_TOKENS,
-                               0.0 if loop == 0 else 1.0)
+            said = left.answer([game.learner_prompt(boards[i]) for i in active],
+                               game.MOVE_TOKENS, 0.0 if loop == 0 else 1.0)
             scores = move_scores(game, right, [boards[i] for i in active], said).tolist()
             still = []
             for i, t, p in zip(active, said, scores):
@@ -348,7 +350,8 @@ def evaluate_games(game, left, right, idl_limit, chunk=1024):
 
     def lobe(boards):
         return [t for i in range(0, len(boards), chunk) for t in
-                left.answer([game.learner_prompt(b) for b in boards[i:i + chunk]], MOVE_TOKENS)]
+                left.answer([game.learner_prompt(b) for b in boards[i:i + chunk]],
+                            game.MOVE_TOKENS)]
 
     def idl(boards):
         texts = []

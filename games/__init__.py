@@ -7,9 +7,9 @@ Games: environments with rewards and opponents, all behind one small interface (
     checkers.py    American checkers: forced captures, multi-jumps, kinging, a draw rule
     chess.py       python-chess (optional, imported lazily) with UCI moves
 
-tictactoe.py and gridworld.py also give train_games.py what it needs to learn them by
-Algorithm 2 (PLAYERS, learner_prompt, play_batch, result, evaluate, ...): a board as the lobes
-read it, batched play, and an evaluation.
+tictactoe.py, gridworld.py and checkers.py also give train_games.py what it needs to learn them
+by Algorithm 2 (PLAYERS, learner_prompt, play_batch, result, evaluate, ...): a board as the
+lobes read it, batched play, and an evaluation.
 
 A player is a callable (game, rng) -> move text. Every game has random_player and an opponent
 that plays well: alphabeta_player(depth) for two-player games, optimal_player for the solved

@@ -257,6 +257,7 @@ def from_prompt(prompt):
 # What train_games.py needs to learn the game by Algorithm 2 (games/gridworld.py has the same)
 
 PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_targets)
+MOVE_TOKENS = 2           # a move is one character, then <|eos|>
 VIEW = "mover"            # the checkpoint's board_view: the lobes read mover_prompt (play.py)
 COLUMNS = [("loss_X", "loss as X", "{:.2%}"), ("loss_O", "loss as O", "{:.2%}"),
            ("illegal", "illegal", "{:.2%}")]

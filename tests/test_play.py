@@ -60,18 +60,25 @@ def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
     assert "stop: limit after 3 loop(s)" in out
 
 
-def test_lobe_player_reads_tictactoe_from_the_mover_side_when_trained_so():
+def test_lobe_player_reads_the_board_from_the_mover_side_when_trained_so():
     from types import SimpleNamespace
-    from games.tictactoe import TicTacToe
+    from games import checkers, tictactoe
     seen = []
 
     class Echo:
+        def __init__(self, move):
+            self.move = move
+
         def answer(self, prompts, max_new_tokens):
             seen.extend(prompts)
-            return SimpleNamespace(final=["5"])
-    game = TicTacToe()
+            return SimpleNamespace(final=[self.move])
+    game = tictactoe.TicTacToe()
     game.play(0)                                      # X in the corner: O to move
-    from games.tictactoe import learner_prompt
-    for view in (learner_prompt, None):
-        play.lobe_player(Echo(), view)(game, None)
+    for module in (tictactoe, None):
+        assert play.lobe_player(Echo("5"), module)(game, None) == "5"
     assert seen == ["o..|...|...", "x..|...|..."]     # train_games.py's view, then the board's
+    game = checkers.Checkers()
+    game.play(game.legal_moves()[0])                  # 9-13: white to move, its board turned
+    move = play.lobe_player(Echo("g"), checkers)(game, None)     # its letter for 12-16
+    assert seen[-1].startswith("xxxx|xxxx|xxxx|....|...o|") and move == "21-17"
+    assert game.parse_move(move)[1] is None           # legal in the board's own numbering

@@ -10,6 +10,7 @@ import torch
 import train_games as tg
 from common import UsageError
 from data.tokenizer import decode_answer
+from games import checkers as ck
 from games import gridworld as gw
 from games import tictactoe as ttt
 from games.tictactoe import moves, read_move
@@ -85,7 +86,7 @@ def test_critic_moves_play_the_first_move_the_critic_accepts(tiny_lobe):
     texts, attempts = tg.critic_moves(ttt, tiny_lobe, tiny_lobe, boards, idl_limit=3,
                                       threshold=0.0)
     assert attempts == [1, 1]                            # threshold 0 accepts the greedy move
-    greedy = tiny_lobe.answer([ttt.learner_prompt(b) for b in boards], tg.MOVE_TOKENS)
+    greedy = tiny_lobe.answer([ttt.learner_prompt(b) for b in boards], ttt.MOVE_TOKENS)
     assert texts == greedy
     texts2, attempts = tg.critic_moves(ttt, tiny_lobe, tiny_lobe, boards, idl_limit=3,
                                        threshold=1.1)
@@ -195,3 +196,55 @@ def test_smoke_gridworld_run(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
         tg.main(tg.Config(out_dir=str(tmp_path), **TINY_GAMES))
 
+
+def checkers_board(pieces, to_move=0, quiet=0):
+    """A learner's checkers board from {square number: piece}."""
+    cells = ["."] * 64
+    for n, piece in pieces.items():
+        cells[ck.square_index(n)] = piece
+    game = ck.Checkers().reset(board="".join(cells), to_move=to_move)
+    game.quiet = quiet
+    return ck.state(game)
+
+
+def test_checkers_learner_reads_its_side_of_the_board_and_picks_a_lettered_move():
+    start = ck.starts(1, random.Random(0), 0)[0]
+    assert ck.learner_prompt(start) == ("xxxx|xxxx|xxxx|....|....|oooo|oooo|oooo "
+                                        "a9-13 b9-14 c10-14 d10-15 e11-15 f11-16 g12-16")
+    # white to move: its man on 22 and king on 30, black's man on 9, worked out by hand with
+    # the board turned (square n is 33 - n): 22 -> 11, 30 -> 3, 9 -> 24
+    board = checkers_board({22: "w", 30: "W", 9: "b"}, to_move=1)
+    assert ck.learner_prompt(board) == ("..X.|....|..x.|....|....|...o|....|.... "
+                                        "a3-7 b3-8 c11-15 d11-16")
+    assert ck.move_texts(board) == ["a", "b", "c", "d"]
+    nxt, final = ck.result(board, "c")                      # 22-18 on the board itself
+    assert final is None and ck.restore(nxt).board[ck.square_index(18)] == "w"
+    assert ck.board_move(board, "c") == "22-18" and ck.board_move(board, "e") == "e"
+    assert ck.result(board, " c\n")[0] == nxt
+    assert [ck.result(board, t) for t in ("e", "11-15", "cd")] == [(None, 0.0)] * 3
+    # a jump that takes the last white piece wins; a quiet ply that reaches the clock draws
+    last = checkers_board({14: "b", 18: "w"})
+    assert ck.learner_prompt(last).endswith(" a14x23") and ck.result(last, "a")[1] == 1.0
+    assert ck.result(checkers_board({1: "b", 32: "w"}, quiet=79), "b")[1] == 0.5   # 1-6
+
+
+def test_checkers_games_end_and_forfeit_unlisted_moves():
+    def first(boards):                                      # the first listed move
+        return [("a", b) for b in boards]
+    history, outcome = ck.play_batch(4, ["random", "self"], first, random.Random(0),
+                                     ck.starts(4, random.Random(0), 0))
+    assert all(o[0] == -o[1] for o in outcome)             # a win is a loss for the other seat
+    assert [h[0][0] for h in history] == [0, 0, 0, 0]      # black moves first in every game
+    assert all(note is None for seat, _, note in history[0] if seat == 1)   # random played white
+    assert all(note is not None for h in history[2:] for _, _, note in h)   # self: both seats
+    history, outcome = ck.play_batch(2, ["random"], lambda bs: [("11-15", b) for b in bs],
+                                     random.Random(0), ck.starts(2, random.Random(0), 0))
+    assert outcome == [(-1, 1), (1, -1)] and [len(h) for h in history] == [1, 2]
+
+
+def test_smoke_checkers_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "EVAL_GAMES", 2)
+    rows = tg.main(tg.Config(game="checkers", out_dir=str(tmp_path), **TINY_GAMES))
+    assert [r["iter"] for r in rows] == [0, 1, 2]
+    assert all(0 <= r["win_random"] + r["loss_random"] <= 1 for r in rows)
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "mover"
