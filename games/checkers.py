@@ -18,7 +18,12 @@ Moves use the standard numbering of the 32 dark squares, 1-32 row-major from bla
 '11-15' is a step, '15x24' a jump, '15x24x31' a double jump ('15x31' also parses when only one
 jump sequence fits).
 
+The end of the file is what train_games.py needs to learn the game by Algorithm 2: the board as
+the lobe reads it (turned to the mover's side, its legal moves lettered), batched games against
+random, alpha-beta or itself, and an evaluation.
+
     $ python -m games.checkers          # random vs alpha-beta, a few games
+    $ python train_games.py --game=checkers
 """
 import random
 import re
