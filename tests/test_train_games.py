@@ -248,3 +248,11 @@ def test_smoke_checkers_run(tmp_path, monkeypatch):
     assert [r["iter"] for r in rows] == [0, 1, 2]
     assert all(0 <= r["win_random"] + r["loss_random"] <= 1 for r in rows)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "mover"
+
+
+def test_checkers_evaluate_counts_forfeits_as_losses(monkeypatch):
+    monkeypatch.setattr(ck, "EVAL_GAMES", 2)
+    r = ck.evaluate(lambda boards: ["zz"] * len(boards))
+    assert r["illegal"] == 1.0 and r["loss_random"] == r["loss_alphabeta2"] == 1.0
+    r = ck.evaluate(lambda boards: ["a"] * len(boards))    # always the first listed move
+    assert r["illegal"] == 0.0 and r["win_alphabeta1"] + r["loss_alphabeta1"] <= 1.0
