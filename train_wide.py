@@ -137,7 +137,7 @@ def wide_step(model, prompts, answers, cfg):
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
     if cfg.halt == "settled":                # E = G: the answer, not a gate, says when to stop
         hit = (logits.detach().argmax(-1) == idx[:, 1:]) | ~mask.bool()  # (N, B, T)
-        halting = settling_loss(still, hit.all(-1).T)
+        halting = cfg.settle_weight * settling_loss(still, hit.all(-1).T)
     else:
         # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the
         # same loops. With loop_weight the halting loss sees the CE as fixed (module docstring)
@@ -148,8 +148,7 @@ def wide_step(model, prompts, answers, cfg):
                  loops_G=model.halting_loops(lam[1].detach()).float().mean().item(),
                  halting=halting.item(), ce_last=ce[:, -1].detach().mean().item(),
                  balance=float(balance.detach()))
-    weight = cfg.settle_weight if cfg.halt == "settled" else 1.0
-    loss = weight * halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
+    loss = halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
     return loss, stats
 
 

@@ -18,9 +18,8 @@ Moves use the standard numbering of the 32 dark squares, 1-32 row-major from bla
 '11-15' is a step, '15x24' a jump, '15x24x31' a double jump ('15x31' also parses when only one
 jump sequence fits).
 
-The end of the file is what train_games.py needs to learn the game by Algorithm 2: the board as
-the lobe reads it (turned to the mover's side, its legal moves lettered), batched games against
-random, alpha-beta or itself, and an evaluation.
+The end of the file is what train_games.py needs to learn the game by Algorithm 2 (the board as
+the lobe reads it, batched games against random, alpha-beta or itself, and an evaluation).
 
     $ python -m games.checkers          # random vs alpha-beta, a few games
     $ python train_games.py --game=checkers
@@ -237,8 +236,7 @@ def learner_prompt(board):
 
 def read_choice(game, text):
     """The legal move (board indices) a lobe's letter picks, or None."""
-    pick = choices(game).get(text.strip() if isinstance(text, str) else None)
-    return pick and pick[1]
+    return choices(game).get(text.strip() if isinstance(text, str) else None, (None, None))[1]
 
 
 def board_move(board, text):
@@ -253,16 +251,10 @@ def move_texts(board, optimal=False):
     the strongest player here, a ceiling to compare with, not a solved game's optimum."""
     game = restore(board)
     picks = choices(game)
-    if optimal:
-        scores = {k: -negamax(_after(game, m), 1) for k, (_, m) in picks.items()}
+    if optimal:       # negamax scores the position after the move for the opponent
+        scores = {k: -negamax(restore(result(board, k)[0]), 1) for k in picks}
         return [k for k in picks if scores[k] == max(scores.values())]
     return list(picks)
-
-
-def _after(game, move):
-    child = game.clone()
-    child.play(move)
-    return child
 
 
 def warm_positions(rng, n_games=200):
