@@ -1,6 +1,7 @@
 """
 Tests for common.py, the plumbing: bad command lines and bad checkpoints are one line on stderr
-and exit code 2 (run as a user would, through a subprocess), --help lists every field with its
+and exit code 2 (run as a user would: once through a real process, the rest through the script's
+entry point in this one), --help lists every field with its
 comment, checkpoints are atomic and round-trip with RNG state, and the small helpers.
 
     $ python -m pytest tests/test_common.py -q
@@ -26,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_sft(*args):
-    """Run `python train_sft.py args...` from the repository root, as a user would."""
+    """Run `python train_sft.py args...` from the repository root, as a user would: the one real
+    process here; the other command lines run in this one (conftest.run_script)."""
     return subprocess.run([sys.executable, "train_sft.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
 
@@ -55,28 +57,28 @@ def test_unknown_key_suggests_the_closest_field(typo, meant):
         parse_config(Config, [f"--{typo}=3"])
 
 
-def test_wrong_type_exits_2_with_one_line_naming_key_and_type():
-    assert_one_line_exit_2(train_sft("--max_iters=abc"), "--max_iters", "int", "'abc'")
+def test_wrong_type_exits_2_with_one_line_naming_key_and_type(cli):
+    assert_one_line_exit_2(cli("train_sft.py", "--max_iters=abc"), "--max_iters", "int", "'abc'")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-def test_cuda_device_without_cuda_exits_2_with_one_line():
-    assert_one_line_exit_2(train_sft("--device=cuda"), "CUDA")
+def test_cuda_device_without_cuda_exits_2_with_one_line(cli):
+    assert_one_line_exit_2(cli("train_sft.py", "--device=cuda"), "CUDA")
 
 
-def test_resume_from_an_empty_out_dir_exits_2_with_one_line(tmp_path):
-    r = train_sft("--init_from=resume", f"--out_dir={tmp_path}", "--device=cpu")
+def test_resume_from_an_empty_out_dir_exits_2_with_one_line(tmp_path, cli):
+    r = cli("train_sft.py", "--init_from=resume", f"--out_dir={tmp_path}", "--device=cpu")
     assert_one_line_exit_2(r, "no checkpoint", str(tmp_path / "ckpt.pt"))
 
 
-def test_resume_from_a_corrupt_checkpoint_exits_2_with_one_line(tmp_path):
+def test_resume_from_a_corrupt_checkpoint_exits_2_with_one_line(tmp_path, cli):
     (tmp_path / "ckpt.pt").write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))
-    r = train_sft("--init_from=resume", f"--out_dir={tmp_path}", "--device=cpu")
+    r = cli("train_sft.py", "--init_from=resume", f"--out_dir={tmp_path}", "--device=cpu")
     assert_one_line_exit_2(r, "corrupt")
 
 
-def test_help_exits_0_and_lists_every_field_with_its_comment():
-    r = train_sft("--help")
+def test_help_exits_0_and_lists_every_field_with_its_comment(cli):
+    r = cli("train_sft.py", "--help")
     assert r.returncode == 0 and r.stderr == ""
     helps = field_help(Config)
     for f in dataclasses.fields(Config):

@@ -1,15 +1,10 @@
 """play.py end to end: one dialogue shown, the interactive loop, a game match, bad input."""
-import subprocess
-import sys
-
 import pytest
 import torch
 
 import play
 from common import save_lobes
 from lobes import Lobe, LobeConfig
-
-ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +23,15 @@ def test_prompt_prints_every_loop_and_why_it_stopped(ckpt, capsys):
     assert out.count("loop ") == 3 and "stop: limit after 3 loop(s)" in out
 
 
-def test_interactive_mode_reprompts_on_bad_input_and_exits_on_eof(ckpt):
-    r = subprocess.run([sys.executable, "play.py", f"--ckpt={ckpt}", "--idl_limit=2"], cwd=ROOT,
-                       input="not a sum\n12+5\n", capture_output=True, text=True, timeout=120)
+def test_interactive_mode_reprompts_on_bad_input_and_exits_on_eof(ckpt, cli):
+    r = cli("play.py", f"--ckpt={ckpt}", "--idl_limit=2", stdin="not a sum\n12+5\n")
     assert r.returncode == 0 and "Traceback" not in r.stderr
     assert "is not a question for the addition task" in r.stderr and "21000000+50000000" in r.stdout
 
 
-def test_bad_prompt_and_missing_checkpoint_exit_2_with_one_line(ckpt, tmp_path):
+def test_bad_prompt_and_missing_checkpoint_exit_2_with_one_line(ckpt, tmp_path, cli):
     for args in ([f"--ckpt={ckpt}", "--prompt=hello"], [f"--ckpt={tmp_path}/none.pt", "--prompt=1+1"]):
-        r = subprocess.run([sys.executable, "play.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = cli("play.py", *args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

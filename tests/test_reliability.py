@@ -70,22 +70,16 @@ def test_run_prints_diverged_as_one_line_and_exits_1(capsys):
 
 # The left lobe's loss of step 5 made nan in train_sft.py, run as a user would (common.run): the
 # checkpoint of step 4 (eval_interval 2) must be the one on disk, finite, and load.
-NAN_AT_STEP_5 = """
-import sys, train_sft
-from common import run
-real, calls = train_sft.lm_step, []
-def lm_step(*args):
-    calls.append(1)
-    return real(*args) * (float("nan") if len(calls) == 5 else 1.0)
-train_sft.lm_step = lm_step
-run(train_sft.main, train_sft.Config, argv=sys.argv[1:])
-"""
+def test_train_sft_with_a_nan_loss_exits_1_naming_the_step_and_keeps_the_last_checkpoint(
+        tmp_path, cli, monkeypatch):
+    import train_sft
+    real, calls = train_sft.lm_step, []
 
-
-def test_train_sft_with_a_nan_loss_exits_1_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    r = subprocess.run([sys.executable, "-c", NAN_AT_STEP_5, *TINY, "--max_iters=8",
-                        "--eval_interval=2", f"--out_dir={tmp_path}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    def lm_step(*args):
+        calls.append(1)
+        return real(*args) * (float("nan") if len(calls) == 5 else 1.0)
+    monkeypatch.setattr(train_sft, "lm_step", lm_step)
+    r = cli("train_sft.py", *TINY, "--max_iters=8", "--eval_interval=2", f"--out_dir={tmp_path}")
     line = one_error_line(r, 1)
     assert line.startswith("error: left=nan at step 5: ") and str(tmp_path / "ckpt.pt") in line
     ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
@@ -98,6 +92,7 @@ def test_a_lobe_sampling_from_nan_logits_is_a_floating_point_error_run_prints_as
     from lobes import sample
     with pytest.raises(FloatingPointError, match="diverged"):
         sample(torch.tensor([[float("nan"), 0.0]]))
+    # exit 1 as the shell sees it: a real process (the other runs here go through conftest.cli)
     r = subprocess.run([sys.executable, "train_sft.py", *TINY, "--lr=1e10", "--max_iters=4",
                         "--eval_interval=4", f"--out_dir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -106,9 +101,8 @@ def test_a_lobe_sampling_from_nan_logits_is_a_floating_point_error_run_prints_as
 
 # -----------------------------------------------------------------------------
 # an --out_dir that cannot be written: one line, exit 2
-def test_train_sft_with_an_unwritable_out_dir_exits_2_with_one_line():
-    r = subprocess.run([sys.executable, "train_sft.py", *TINY, "--out_dir=/dev/null/x"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_train_sft_with_an_unwritable_out_dir_exits_2_with_one_line(cli):
+    r = cli("train_sft.py", *TINY, "--out_dir=/dev/null/x")
     assert "cannot write to --out_dir=/dev/null/x: " in one_error_line(r, 2)
 
 

@@ -199,9 +199,10 @@ def test_smoke_run_trains_a_wide_sln_that_load_system_reads(tmp_path, capsys):
 
 def test_resumed_wide_run_ends_with_the_same_weights(tmp_path):
     split, whole = str(tmp_path / "split"), str(tmp_path / "whole")
-    train_wide.main(replace(TINY, max_iters=4, out_dir=split))
-    train_wide.main(replace(TINY, max_iters=8, out_dir=split, init_from="resume"))
-    train_wide.main(replace(TINY, max_iters=8, out_dir=whole))
+    tiny = replace(TINY, eval_interval=4)                # checkpoints at 4 and 8: where it resumes
+    train_wide.main(replace(tiny, max_iters=4, out_dir=split))
+    train_wide.main(replace(tiny, max_iters=8, out_dir=split, init_from="resume"))
+    train_wide.main(replace(tiny, max_iters=8, out_dir=whole))
     a, b = load_checkpoint(os.path.join(split, "ckpt.pt")), load_checkpoint(os.path.join(whole, "ckpt.pt"))
     assert a["step"] == b["step"] == 8
     assert all(torch.equal(a["wide"][k], b["wide"][k]) for k in a["wide"])
