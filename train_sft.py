@@ -153,12 +153,15 @@ def warm_start_path(cfg):
 def warm_start(cfg, device):
     """Both lobes for a script that fine-tunes a pair, by its --init_from: resume continues its own
     out_dir/ckpt.pt; sft takes sft_dir/ckpt.pt (§5.1), trained here first with this script's
-    defaults (sft_iters steps if > 0) when it is missing; anything else is a checkpoint path.
+    defaults (sft_iters steps if > 0, measured on the caller's n_eval problems, which leaves the
+    weights as they are: evaluation is greedy) when it is missing; anything else is a
+    checkpoint path.
     Returns left and right in train mode, and the checkpoint."""
     path = warm_start_path(cfg)
     if cfg.init_from == "sft" and not os.path.exists(path):
         print(f"no warm start at {path}: training one with train_sft.py (§5.1, eq 1)")
-        sft = Config(task=cfg.task, out_dir=cfg.sft_dir, device=cfg.device, seed=cfg.seed)
+        sft = Config(task=cfg.task, out_dir=cfg.sft_dir, device=cfg.device, seed=cfg.seed,
+                     n_eval=cfg.n_eval)
         main(dataclasses.replace(sft, max_iters=cfg.sft_iters) if cfg.sft_iters else sft)
     left, right, ckpt = load_lobes(path, device, cfg.task)
     return left.train(), right.train(), ckpt
