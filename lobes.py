@@ -237,11 +237,9 @@ class Lobe(nn.Module):
         """
         dev = self.wte.weight.device
         B, Tp = len(prompts), max(len(p) for p in prompts)
-        idx = torch.full((B, Tp), PAD, dtype=torch.long, device=dev)
-        key_valid = torch.zeros(B, Tp, dtype=torch.bool, device=dev)
-        for i, p in enumerate(prompts):                                 # left-pad the prompts
-            idx[i, Tp - len(p):] = torch.tensor(p, device=dev)
-            key_valid[i, Tp - len(p):] = True
+        idx = torch.tensor([[PAD] * (Tp - len(p)) + list(p) for p in prompts], device=dev)
+        lengths = torch.tensor([len(p) for p in prompts], device=dev)
+        key_valid = torch.arange(Tp, device=dev)[None, :] >= Tp - lengths[:, None]  # left-padded
         pos = (key_valid.long().cumsum(1) - 1).clamp(min=0)
         temp = torch.as_tensor(temperature, dtype=torch.float32, device=dev).expand(B)
         greedy = temp == 0
