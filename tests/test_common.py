@@ -1,8 +1,8 @@
 """
 Tests for common.py, the plumbing: bad command lines and bad checkpoints are one line on stderr
 and exit code 2 (run as a user would: once through a real process, the rest through the script's
-entry point in this one), --help lists every field with its
-comment, checkpoints are atomic and round-trip with RNG state, and the small helpers.
+entry point in this one), --help lists every field with its comment, checkpoints are atomic and
+round-trip with RNG state, and the small helpers.
 
     $ python -m pytest tests/test_common.py -q
 """
