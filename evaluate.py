@@ -32,10 +32,11 @@ judged by one rule (a claim is "held" only beyond the spread over seeds).
     $ python evaluate.py --quick      # one seed, small models, short training: a look in minutes
     $ python evaluate.py              # the full run (each task's BUDGET below)
     $ python evaluate.py --ckpt=out/spin/ckpt.pt --systems=A,B,F   # one pair checkpoint of yours
+    $ python evaluate.py --ckpt=out/ac/seed{seed}/ckpt.pt --systems=A,F,best@k \
+          --results_dir=results/ac          # a pair of yours per seed, summarised over the seeds
 """
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 from dataclasses import dataclass
@@ -47,10 +48,11 @@ import train_wide
 from common import (Checked, PosInt, Prob, UsageError, get_device, load_checkpoint, load_task, run,
                     seed_everything, writable_dir)
 from data.tasks import task_positions
-from games.tictactoe import exact_outcome, read_move, to_prompt
+from games.tictactoe import (EMPTY, after, exact_outcome, is_over, mark_to_move, moves,
+                             optimal_moves, read_move, to_prompt)
 from lobes import Lobe, LobeConfig, answer_ids
 from measure import evaluate_system, judge
-from report import NAMES, summarise, task_table, write_results
+from report import NAMES, claims, summarise, task_table, write_results
 from sln import BASELINES, load_system
 
 
@@ -67,7 +69,8 @@ class Config(Checked):
                                       #   ('': results, --quick results/quick)
     readme: str = ""                  # rewrite this file's Table 1 section
                                       #   ('': results/README.md, --quick none; none)
-    ckpt: str = ""                    # evaluate this pair checkpoint only (its task, no training)
+    ckpt: str = ""                    # evaluate this pair checkpoint only (its task, no training);
+                                      #   {seed} in it: one per seed of --seeds
     ckpt_equal: str = ""              # with --ckpt: a single GPT as large as the pair, for A=
     idl_limit: PosInt = 4             # most IDL loops of B, C, D, F
     threshold: Prob = 0.5             # the right lobe's acceptance threshold (B, F)
@@ -166,8 +169,12 @@ def equal_width(sft):
 
 
 def train_minutes(path):
-    """The minutes a checkpoint's own training clock counted (0 when it kept none)."""
-    return load_checkpoint(path).get("results", {}).get("minutes", 0.0)
+    """The minutes a checkpoint's training clock counted (0 when it kept none), its warm start's
+    included where it names one (a fine-tuned pair's ref_path)."""
+    ckpt = load_checkpoint(path)
+    own = ckpt.get("results", {}).get("minutes") or (ckpt.get("rows") or [{}])[-1].get("minutes", 0)
+    warm = ckpt.get("ref_path")
+    return own + (train_minutes(warm) if warm and os.path.exists(warm) else 0.0)
 
 
 def build(kind, path, cfg, device, task):
@@ -181,23 +188,30 @@ def build(kind, path, cfg, device, task):
 @torch.no_grad()
 def tictactoe_losses(system, task=None):
     """The exact probability that the system loses to the perfect player, as X and as O:
-    games.tictactoe.exact_outcome plays out every optimal reply and asks the system (greedy) for its
-    move in each position it reaches. An unreadable or illegal move loses (exact_outcome's rule).
-    With the task, also the share of those positions that lie in its train split: these games are
-    not a held-out measure."""
-    asked = []
-
-    @functools.lru_cache(maxsize=None)
-    def move(board):
-        asked.append(board)
-        m = read_move(system.answer([to_prompt(board)], 4).final[0])
-        return -1 if m is None else m
-    r = {f"loss_as_{side}": float(exact_outcome(move, seat)["loss"])
+    games.tictactoe.exact_outcome plays out every optimal reply and reads the system's (greedy)
+    move in each position it reaches. Those positions are found ply by ply first, so the system
+    answers each ply's positions in one batch. An unreadable or illegal move loses (exact_outcome's
+    rule). With the task, also the share of those positions that lie in its train split: these
+    games are not a held-out measure."""
+    chosen = {}                                    # board -> the system's move (-1: unreadable)
+    for seat in (0, 1):
+        ply = [EMPTY]
+        while ply:
+            ask = [b for b in ply if mark_to_move(b) == "xo"[seat] and not is_over(b)
+                   and b not in chosen]
+            for b, text in zip(ask, system.answer([to_prompt(b) for b in ask], 4).final
+                               if ask else []):
+                m = read_move(text)
+                chosen[b] = -1 if m is None else m
+            ply = sorted({after(b, m) for b in ply if not is_over(b)
+                          for m in ([chosen[b]] if mark_to_move(b) == "xo"[seat]
+                                    else optimal_moves(b)) if m in moves(b)})
+    r = {f"loss_as_{side}": float(exact_outcome(chosen.__getitem__, seat)["loss"])
          for seat, side in enumerate("xo")}
     if task:
         train = set(task_positions(False))  # then split by hash between train and test
         r["in_train"] = sum(b in train and task.split_of(to_prompt(b)) == "train"
-                            for b in asked) / max(1, len(asked))
+                            for b in chosen) / max(1, len(chosen))
     return r
 
 
@@ -215,24 +229,37 @@ def measure(system, task, splits, max_new):
 
 
 # -----------------------------------------------------------------------------
-def one_checkpoint(cfg, kinds, device):
-    """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task. Prints;
-    writes nothing."""
+def one_checkpoint(cfg, kinds, device, seeds, command):
+    """--ckpt: the systems built from one pair checkpoint (and --ckpt_equal), on its task, measured
+    on the first seed's problems. With {seed} in the paths, one checkpoint per seed (a pair of each
+    seed fine-tuned by another script, say), each on its seed's problems, summarised over the
+    seeds with the claims. Prints; writes results.json and table.md only to a --results_dir given,
+    and never the README. Returns {seed: {system: metrics}}."""
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
         raise UsageError("with --ckpt, choose systems among A B C D F best@k vote@k pass@k "
                          "(and A= together with --ckpt_equal)")
-    task = load_task(load_checkpoint(cfg.ckpt)["task"])
-    splits = {s: task.dataset(s, cfg.n_eval, int(cfg.seeds.split(",")[0])) for s in ("test", "ood")}
-    max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
-    run_ = {}
-    for k in kinds:
-        path = cfg.ckpt_equal if k == "A=" else cfg.ckpt
-        system = build(k, path, cfg, device, task)
-        seed_everything(int(cfg.seeds.split(",")[0]))
-        run_[k] = {"params": system.num_params(), "train_minutes": train_minutes(path),
-                   **measure(system, task, splits, max_new)}
-    print(task_table(task.name, summarise({task.name: {"one": run_}})[task.name]))
-    return run_
+    seeds = seeds if "{seed}" in cfg.ckpt else seeds[:1]
+    paths = {(k, s): (cfg.ckpt_equal if k == "A=" else cfg.ckpt).format(seed=s)
+             for k in kinds for s in seeds}
+    task = load_task(load_checkpoint(paths[kinds[0], seeds[0]])["task"])
+    t0, runs = time.time(), {}
+    for seed in seeds:
+        splits = {s: task.dataset(s, cfg.n_eval, seed) for s in ("test", "ood")}
+        max_new = max(len(answer_ids(a)) for _, a in splits["ood"]) + 4
+        runs[str(seed)] = r = {}
+        for k in kinds:
+            system = build(k, paths[k, seed], cfg, device, task)
+            seed_everything(seed)
+            r[k] = {"params": system.num_params(), "train_minutes": train_minutes(paths[k, seed]),
+                    **measure(system, task, splits, max_new)}
+    if cfg.results_dir:
+        trained = sum(train_minutes(p) for p in set(paths.values()))
+        write_results(dataclasses.replace(cfg, readme="none", seeds=",".join(map(str, seeds))),
+                      command, {task.name: runs}, (time.time() - t0) / 60, trained)
+    else:
+        summary = summarise({task.name: runs})
+        print(task_table(task.name, summary[task.name]) + "\n\n" + claims(summary, len(seeds)))
+    return runs
 
 
 def resolve(cfg):
@@ -251,24 +278,24 @@ def resolve(cfg):
 def main(cfg: Config):
     given = [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items() if v != getattr(Config, k)]
     command = " ".join(["python evaluate.py"] + given)
-    cfg = resolve(cfg)
     device = get_device(cfg.device)
     kinds = [k.strip() for k in cfg.systems.split(",") if k.strip()]
     if not kinds or any(k not in NAMES for k in kinds):
         raise UsageError(f"--systems takes a comma-separated list of {' '.join(NAMES)}, "
                          f"got {cfg.systems!r}")
-    if cfg.ckpt:
-        return one_checkpoint(cfg, kinds, device)
+    try:
+        seeds = [int(s) for s in cfg.seeds.split(",")]
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, got {cfg.seeds!r}") from None
+    if cfg.ckpt:                                      # before resolve: it writes only if asked
+        return one_checkpoint(cfg, kinds, device, seeds, command)
+    cfg = resolve(cfg)
     writable_dir(cfg.out_dir)                         # now, not after hours of training
     writable_dir(cfg.results_dir, "results_dir")
     tasks = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
     if not tasks or any(t not in BUDGET for t in tasks):
         raise UsageError(f"--tasks takes a comma-separated list of {', '.join(BUDGET)}, "
                          f"got {cfg.tasks!r}")
-    try:
-        seeds = [int(s) for s in cfg.seeds.split(",")]
-    except ValueError:
-        raise UsageError(f"--seeds takes comma-separated integers, got {cfg.seeds!r}") from None
     measuring, runs = 0.0, {}        # seconds spent measuring, training aside
     for name in tasks:
         task = load_task(name)

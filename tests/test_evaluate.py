@@ -2,6 +2,8 @@
 write results/ and the results README's Table 1 section) on tiny models."""
 import dataclasses
 import json
+import shutil
+import zlib
 
 import pytest
 import torch
@@ -122,7 +124,18 @@ def test_one_checkpoint_mode_and_bad_lists_are_usage_errors(tmp_path):
     save_lobes(str(tmp_path / "one.pt"), one, one)
     r = evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), ckpt_equal=str(tmp_path / "one.pt"),
                                       systems="A,A=,B,C,D,F", n_eval=6, idl_limit=2, device="cpu"))
-    assert set(r) == {"A", "A=", "B", "C", "D", "F"}
+    assert set(r) == {"1337"} and set(r["1337"]) == {"A", "A=", "B", "C", "D", "F"}
+    assert not (tmp_path / "results").exists()
+    # {seed} in the path: one pair per seed, each on its seed's problems, summarised over seeds
+    shutil.copy(tmp_path / "pair.pt", tmp_path / "pair1337.pt")
+    save_lobes(str(tmp_path / "pair7.pt"), Lobe(cfg), Lobe(cfg), task="addition")
+    runs = evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair{seed}.pt"), seeds="1337,7", systems="A,F",
+                                         n_eval=6, idl_limit=2, device="cpu",
+                                         results_dir=str(tmp_path / "results")))
+    assert set(runs) == {"1337", "7"} and runs["1337"]["F"] == r["1337"]["F"]
+    saved = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert saved["meta"]["seeds"] == "1337,7" and "--ckpt=" in saved["meta"]["command"]
+    assert saved["summary"]["addition"]["F"]["test.acc"][1] >= 0  # a spread over the two seeds
     for bad in (dict(systems="A,Z"), dict(systems="A,E"), dict(systems="A=")):
         with pytest.raises(UsageError):
             evaluate.main(evaluate.Config(ckpt=str(tmp_path / "pair.pt"), device="cpu", **bad))
@@ -143,7 +156,7 @@ class Scripted:
 
 
 def test_tictactoe_loss_rates_are_exact():
-    from games.tictactoe import from_prompt, moves, optimal_moves, to_prompt
+    from games.tictactoe import exact_outcome, from_prompt, moves, optimal_moves, read_move, to_prompt
     from data import get_task
     from data.tasks import task_positions
     task = get_task("tictactoe")
@@ -157,6 +170,23 @@ def test_tictactoe_loss_rates_are_exact():
     # the first free cell, always: X fills 1, 2, 3 ... and the perfect O wins; as O it loses too
     first = evaluate.tictactoe_losses(Scripted(lambda p: str(moves(from_prompt(p))[0] + 1)))
     assert first["loss_as_x"] == 1.0 and first["loss_as_o"] == 1.0
+    # a player that mixes optimal, legal, illegal and unreadable moves: the ply-by-ply batches give
+    # what exact_outcome finds asking one board at a time, with one batch per ply
+    def mixed(p):
+        b, h = from_prompt(p), zlib.crc32((p + "2").encode())
+        return ("junk" if h % 7 == 0 else str(9 - h % 9) if h % 4 == 0 else
+                str(moves(b)[h % len(moves(b))] + 1) if h % 3 == 0 else str(optimal_moves(b)[0] + 1))
+    batches = []
+    player = Scripted(mixed)
+    player.answer = lambda prompts, n: batches.append(len(prompts)) or Scripted.answer(player, prompts, n)
+    got = evaluate.tictactoe_losses(player)
+
+    def one_board(b):
+        m = read_move(mixed(to_prompt(b)))
+        return -1 if m is None else m
+    want = [float(exact_outcome(one_board, seat)["loss"]) for seat in (0, 1)]
+    assert [got["loss_as_x"], got["loss_as_o"]] == want and 0 < want[0] < 1 and 0 < want[1] < 1
+    assert len(batches) <= 9 and sum(batches) > 2 * len(batches)
 
 
 def test_quick_writes_its_own_folders_one_seed_and_leaves_the_readme_alone():
