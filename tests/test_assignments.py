@@ -3,7 +3,8 @@ The course assignments (assignments/): the student version and the grader do wha
 
     the reference scores full marks
     a student version with only assignment N stubbed scores 0 on N and full marks on every other
-    pasting the reference bodies back gives the reference, byte for byte, and full marks
+    pasting the reference bodies back gives the reference, byte for byte (graded: the broken
+      hand-ins below, whose untouched assignments score full marks)
     the student version imports, every script's --help works, and a script that reaches a stub
       stops with that assignment's message
     a broken hand-in (syntax error, import error, a hang, a wrong shape) loses exactly the
@@ -146,10 +147,10 @@ def runs(tmp_path_factory):
     folders = {f"only{n}": str(tmp / f"only{n}") for n in ASSIGNMENTS}
     for n in ASSIGNMENTS:
         make_student.make_student(folders[f"only{n}"], [n])
-    for name in ("student", "pasted", "broken_one", "broken_two"):
+    for name in ("student", "broken_one", "broken_two"):
         folders[name] = str(tmp / name)
         make_student.make_student(folders[name])
-    for name in ("pasted", "broken_one", "broken_two"):
+    for name in ("broken_one", "broken_two"):
         paste_back(folders[name])
     break_one(folders["broken_one"])
     break_two(folders["broken_two"])
@@ -248,11 +249,6 @@ def test_stubs_keep_signature_and_docstring_and_nothing_else_changes(tmp_path):
         assert json.load(f) == {"handed_out": sorted(ASSIGNMENTS)}
 
 
-def test_pasting_the_reference_bodies_back_gives_full_marks(runs):
-    assert scores(runs["pasted"]) == FULL
-    assert "a student version" in runs["pasted"][0][0]
-
-
 def test_the_student_version_imports_every_help_works_and_a_stub_stops_a_script(runs):
     report = runs["scripts"]
     assert {"lobes.py", "losses.py", "idl.py", "train_sft.py", "data"} <= set(report["imported"])
@@ -265,7 +261,10 @@ def test_the_student_version_imports_every_help_works_and_a_stub_stops_a_script(
 
 
 def test_a_broken_hand_in_loses_only_what_it_breaks_with_one_line_each(runs):
+    # both are student versions with the reference's bodies pasted back, then broken: what they
+    # leave alone scores full marks, and between them that is every assignment
     one, two = runs["broken_one"], runs["broken_two"]
+    assert all("a student version" in r[0][0] for r in (one, two))
     assert scores(one) == {**FULL, 3: 0.0, 5: 0.0, 7: 0.0}
     why = reasons(one)
     assert why[3].startswith("SyntaxError in idl.py line ")
