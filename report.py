@@ -1,6 +1,11 @@
 """
 Table 1 as text: the runs of evaluate.py summarised over seeds, one markdown table per task, the
 paper's claims judged by one rule, the plots, and results/ with the README section it rewrites.
+As a script it judges two runs of the same systems against each other by the same rule (a
+fine-tuned pair against its warm start, say):
+
+    $ python report.py --before=results/verifiable/results.json \
+          --after=results/verifiable_ac/results.json
 
 The rule, for every claim alike (accuracy and compute): a - b is "held" when the difference of
 the means exceeds the larger standard deviation over seeds, "reversed" when it falls short by as
@@ -11,10 +16,11 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
-from common import UsageError, get_device, writable_dir
+from common import Checked, UsageError, get_device, run, writable_dir
 from measure import JUDGE_K
 from sln import BASELINES, SAMPLE_TEMPERATURE, SYSTEMS
 
@@ -90,6 +96,8 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
           ("D", "C", "two jointly trained, different lobes beat one lobe debating itself "
                      "(line 103)"),
           ("F", "B", "a separate right lobe judges better than self-reflection (line 103)"),
+          ("F", "A", "the right lobe's check before answering beats the left lobe alone "
+                     "(line 27)"),
           ("F", "best@k", "the IDL's feedback, loop by loop, beats the right lobe choosing "
                           "among as many samples (an equal budget of forward passes)")]
 
@@ -199,3 +207,47 @@ def write_readme(path, md):
         f.write(head + BEGIN + "\n" + md + END + rest.split(END, 1)[1])
     os.replace(path + ".tmp", path)
     print(f"rewrote the Table 1 section of {path}")
+
+
+# -----------------------------------------------------------------------------
+@dataclass
+class Config(Checked):
+    before: str = ""   # a results.json written by evaluate.py
+    after: str = ""    # a results.json of the same systems after a change
+
+
+def compare(before, after):
+    """after − before in exact match for every system and task both results hold, one line each,
+    judged by verdict over the fewer seeds of the two."""
+    seeds = min(len(r["meta"]["seeds"].split(",")) for r in (before, after))
+    lines = []
+    for task, systems in after["summary"].items():
+        for k, s in systems.items():
+            b = before["summary"].get(task, {}).get(k)
+            if b:
+                lines.append(f"- {task} {k}: " + "; ".join(
+                    f"{split} {verdict(s[f'{split}.acc'], b[f'{split}.acc'], seeds)}"
+                    for split in ("test", "ood")))
+    return "\n".join(lines)
+
+
+def load_results(path):
+    """A results.json of evaluate.py, or a UsageError saying why not."""
+    try:
+        with open(path) as f:
+            r = json.load(f)
+        if isinstance(r["summary"], dict) and r["meta"]["seeds"] and r["meta"]["command"]:
+            return r
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path!r} is not a results.json of evaluate.py ({e})") from None
+    raise UsageError(f"{path!r} is not a results.json of evaluate.py")
+
+
+def main(cfg: Config):
+    before, after = load_results(cfg.before), load_results(cfg.after)
+    print(f"after: `{after['meta']['command']}`\nbefore: `{before['meta']['command']}`\n"
+          + compare(before, after))
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -49,6 +49,26 @@ def test_verdict_says_reversed_when_a_loses_by_more_than_the_spread():
     assert report.verdict([0.6, 0.0], [0.5, 0.0], seeds=1) == "+10.0% (one seed: no spread to judge by)"
 
 
+def test_report_judges_two_runs_of_the_same_systems_by_the_same_rule(tmp_path, cli):
+    def results(runs, seeds):
+        return {"meta": {"command": "python evaluate.py", "seeds": seeds}, "summary": report.summarise(runs)}
+    before = results({"addition": {"1": fake_run(0.5, 0.6, 1), "2": fake_run(0.5, 0.8, 1)}}, "1,2")
+    after = results({"addition": {"1": fake_run(0.5, 0.9, 1), "2": fake_run(0.5, 0.9, 1)},
+                     "parity": {"1": fake_run(0.5, 0.9, 1)}}, "1,2")
+    # F: 0.9 ± 0 after against 0.7 ± 0.141 before: +20 points, more than the spread; ood +10 > 7.1
+    assert report.compare(before, after).splitlines() == [
+        "- addition A=: test +0.0%, within the spread; ood +0.0%, within the spread",
+        "- addition F: test +20.0%, held; ood +10.0%, held"]               # parity: not in before
+    (tmp_path / "b.json").write_text(json.dumps(before))
+    (tmp_path / "a.json").write_text(json.dumps(after))
+    r = cli("report.py", f"--before={tmp_path}/b.json", f"--after={tmp_path}/a.json")
+    assert r.returncode == 0 and "- addition F: test +20.0%, held" in r.stdout
+    (tmp_path / "bad.json").write_text("{}")
+    for bad in ("bad.json", "missing.json"):
+        r = cli("report.py", f"--before={tmp_path}/{bad}", f"--after={tmp_path}/a.json")
+        assert r.returncode == 2 and "is not a results.json of evaluate.py" in r.stderr
+
+
 def tiny_recipe(monkeypatch):
     tiny = dict(n_head=2, n_embd=32)
     monkeypatch.setattr(evaluate, "QUICK", {"budget": dict(max_iters=2, batch_size=4), "pair": dict(tiny, n_layer=2),
