@@ -238,8 +238,10 @@ def one_checkpoint(cfg, kinds, device, seeds, command):
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
         raise UsageError("with --ckpt, choose systems among A B C D F best@k vote@k pass@k "
                          "(and A= together with --ckpt_equal)")
+    if cfg.results_dir:
+        writable_dir(cfg.results_dir, "results_dir")  # now, not after the measuring
     seeds = seeds if "{seed}" in cfg.ckpt else seeds[:1]
-    paths = {(k, s): (cfg.ckpt_equal if k == "A=" else cfg.ckpt).format(seed=s)
+    paths = {(k, s): (cfg.ckpt_equal if k == "A=" else cfg.ckpt).replace("{seed}", str(s))
              for k in kinds for s in seeds}
     task = load_task(load_checkpoint(paths[kinds[0], seeds[0]])["task"])
     t0, runs = time.time(), {}
