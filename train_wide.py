@@ -13,11 +13,14 @@ The halting loss depends on --halt (wide.py holds both rules, the same in evalua
   each rule's halting distribution (PonderNet, losses.halting_loss), E's (the main gate) and G's
   (the right lobe's score) alike;
 - settled: a row stops once a loop moves the readout of every prompt token by less than
-  1 - threshold (a computation at rest, wherever it runs). The loss is how far a loop moves an
-  answer that was right before it and still is (settling_loss, at the last prompt token): extra
-  loops learn to do no harm to a right answer, which makes looping until the rest safe at any
-  length, and leaves the other tokens free to carry what is still on its way. It weighs
-  settle_weight (0: deep supervision alone keeps extra loops harmless).
+  1 - threshold (a computation at rest, wherever it runs). settle_weight weighs how far a loop
+  moves an answer that was right before it and still is (settling_loss, at the last prompt
+  token): extra loops learn to do no harm to a right answer, which makes looping until the rest
+  safe at any length, and leaves the other tokens free to carry what is still on its way (0: deep
+  supervision alone keeps extra loops harmless). ponder_weight weighs PonderNet's loss on the
+  stop probabilities, which do not halt under this rule: an auxiliary task, whether the answer
+  is right yet, read at the last prompt token, with which the loops learn parity where without
+  it they do not (results/README.md, "Halting on the state of the computation").
 
 With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
@@ -78,6 +81,8 @@ class Config(Checked):
                                   #   in (0, 1)
     halt_beta: float = 0.01       # weight of KL(halting distribution || prior)
     settle_weight: float = 1.0    # settled: weight of settling_loss (a right answer kept still)
+    ponder_weight: float = 1.0    # settled: weight of PonderNet's loss on the stop
+                                  #   probabilities, which do not halt there (module docstring)
     balance_weight: float = 0.01  # weight of the load-balancing loss of every gate
     loop_weight: float = 0.0      # weight of eq 1 averaged over every loop; > 0 also stops
                                   #   PonderNet's gradient into the answers (it then trains only
@@ -131,21 +136,22 @@ def wide_step(model, prompts, answers, cfg):
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
     at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
     n_loops = cfg.train_loops or cfg.max_loops
-    logits, lam, balance, still = model(idx[:, :-1], at, n_loops)  # (N, B, T, V), (2, B, N), (B, N)
+    logits, lam, balance, still, rest = model(idx[:, :-1], at, n_loops)   # lam (2, B, N)
     starts, lengths = [len(p) - 1 for p in prompts], [len(a) for a in answers]
     mask = span_mask(starts, lengths, idx.size(1) - 1, idx.device)
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
-    if cfg.halt == "settled":                # E = G: the answer, not a gate, says when to stop
+    # LOOP LOGIC: E's stop probability is the main gate's, G's the right lobe's score; both learn
+    # from the same loops. With loop_weight the halting loss sees the CE as fixed (docstring)
+    halt_ce = ce.detach() if cfg.loop_weight else ce
+    halting = (halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)[0]
+               + halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)[0]) / 2
+    if cfg.halt == "settled":  # E = G: the answer, not a gate, says when to stop
         hit = (logits.detach().argmax(-1) == idx[:, 1:]) | ~mask.bool()  # (N, B, T)
-        halting = cfg.settle_weight * settling_loss(still, hit.all(-1).T)
-    else:
-        # LOOP LOGIC: E halts on the main gate, G on the right lobe's score; both learn from the
-        # same loops. With loop_weight the halting loss sees the CE as fixed (module docstring)
-        halt_ce = ce.detach() if cfg.loop_weight else ce
-        halting = (halting_loss(halt_ce, lam[0], cfg.halt_prior, cfg.halt_beta)[0]
-                   + halting_loss(halt_ce, lam[1], cfg.halt_prior, cfg.halt_beta)[0]) / 2
-    stats = dict(loops_E=model.halting_loops(lam[0].detach()).float().mean().item(),
-                 loops_G=model.halting_loops(lam[1].detach()).float().mean().item(),
+        halting = (cfg.ponder_weight * halting
+                   + cfg.settle_weight * settling_loss(still, hit.all(-1).T))
+    stops = model.rule_stops(lam.detach(), rest)
+    stats = dict(loops_E=model.halting_loops(stops[0]).float().mean().item(),
+                 loops_G=model.halting_loops(stops[1]).float().mean().item(),
                  halting=halting.item(), ce_last=ce[:, -1].detach().mean().item(),
                  balance=float(balance.detach()))
     loss = halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance

@@ -272,14 +272,14 @@ class WideSLN(nn.Module):
     # ---- training: every loop read out (PonderNet) -----------------------------
     def forward(self, idx, at, n_loops):
         """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
-        (N, B, T, V), lam after each loop (2, B, N) for E and G (ponder: the learned stop
-        probabilities; settled: the settled rule's, the same for both), the load-balancing loss
-        of every gate averaged over loops, and how settled the answer is after each loop (B, N):
-        settled() at the last prompt token alone, with its gradient (train_wide's settling
-        loss)."""
+        (N, B, T, V), the learned stop probabilities of E and G after each loop (2, B, N), the
+        load-balancing loss of every gate averaged over loops, how settled the answer is after
+        each loop (B, N): settled() at the last prompt token alone, with its gradient (train_wide's
+        settling loss), and the settled rule's stop probability after each loop (B, N): settled()
+        at every prompt token (rule_stops picks what the halting rule reads)."""
         p = self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        h, logits, lams, still, balance, before = x0, [], [], [], 0.0, None
+        h, logits, lams, still, rest, balance, before = x0, [], [], [], [], 0.0, None
         prompt = torch.arange(idx.size(1), device=idx.device) <= at[:, None]   # right-padded
         answer = torch.arange(idx.size(1), device=idx.device) == at[:, None]
         z, main, experts, _ = self.gates(h, x0, at)
@@ -289,13 +289,17 @@ class WideSLN(nn.Module):
             z, main, experts, lam = self.gates(h, x0, at)           # read the new state: stop now?
             out = self.readout(h, p)
             logits.append(out @ self.wte.weight.T)                  # (B, T, V)
-            if self.cfg.halt == "settled":
-                lam = (self.settled(out, before, prompt).detach(),) * 2
+            rest.append(self.settled(out, before, prompt).detach())
             still.append(self.settled(out, before, answer))
             lams.append(torch.stack(lam))
             before = out
         return (torch.stack(logits), torch.stack(lams, -1), balance / n_loops,
-                torch.stack(still, -1))
+                torch.stack(still, -1), torch.stack(rest, -1))
+
+    def rule_stops(self, lam, rest):
+        """What the halting rule reads after each loop (2, B, N) for E and G, from forward's
+        learned lam (2, B, N) and settled rest (B, N): ponder lam, settled rest for both."""
+        return lam if self.cfg.halt == "ponder" else rest.expand_as(lam)
 
     # ---- evaluation: each row stops on its own --------------------------------
     @torch.no_grad()

@@ -59,13 +59,14 @@ def test_parameters_equal_the_fixed_depth_gpt_up_to_the_gates():
 def test_training_forward_reads_out_every_loop_with_stop_probabilities():
     model = wide()
     idx, at = batch(PROMPTS)
-    logits, lam, balance, still = model(idx, at, 5)
+    logits, lam, balance, still, rest = model(idx, at, 5)
     assert logits.shape == (5, len(PROMPTS), idx.size(1), CFG.vocab_size)
     assert lam.shape == (2, len(PROMPTS), 5) and ((lam > 0) & (lam < 1)).all()
     assert not torch.equal(logits[0], logits[1])        # each loop changes the state
     assert balance >= 1.0 - 1e-6                        # the Switch loss is at least 1
-    assert still.shape == (len(PROMPTS), 5) and (still[:, 0] == 0).all() and (still[:, 1:] < 1).all()
-
+    for settled in (still, rest):                       # loop 1 is never settled
+        assert settled.shape == (len(PROMPTS), 5) and (settled[:, 0] == 0).all() and (settled[:, 1:] < 1).all()
+    assert (rest <= still + 1e-6).all()                 # every prompt token moves at least as the last
 
 def test_a_row_that_halts_stops_changing():
     model = wide(threshold=0.5)
@@ -241,7 +242,7 @@ def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities(
             loss, _ = train_wide.wide_step(model, prompts, answers, cfg)
         else:  # the answers' gradient is loop_weight * the mean CE over loops, nothing from halting
             idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], "cpu")
-            logits, _, _, _ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
+            logits, *_ = model(idx[:, :-1], torch.tensor([len(p) - 1 for p in prompts]), cfg.train_loops)
             mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, "cpu")
             loss = 0.5 * train_wide.loop_ce(logits, idx[:, 1:], mask).mean()
         loss.backward()
@@ -307,10 +308,23 @@ def test_settle_weight_scales_the_settling_loss_and_nothing_else(monkeypatch):
     assert math.isclose(losses[2] - losses[0], 0.6, rel_tol=1e-4)
 
 
+def test_ponder_weight_trains_the_stop_probabilities_the_settled_rule_does_not_read():
+    from lobes import answer_ids, prompt_ids
+    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    grads = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(5)
+        model = WideSLN(replace(CFG, halt="settled", threshold=0.99))
+        cfg = replace(TINY, halt="settled", loop_weight=1.0, ponder_weight=weight)
+        train_wide.wide_step(model, prompts, answers, cfg)[0].backward()
+        grads.append((model.main_gate.bias.grad[2].item(), model.right.gate.bias.grad[-1].item()))
+    assert grads[0] == (0.0, 0.0) and 0.0 not in grads[1]     # E's stop logit and G's score
+
+
 def test_balancing_loss_has_no_gradient_on_the_stop_logit():
     model = wide(6)
     idx, at = batch(PROMPTS)
-    _, _, balance, _ = model(idx, at, 4)
+    _, _, balance, *_ = model(idx, at, 4)
     balance.backward()
     g_w, g_b = model.main_gate.weight.grad, model.main_gate.bias.grad
     assert g_w[:2].abs().sum() > 0 and g_b[:2].abs().sum() > 0    # it does route
@@ -328,8 +342,8 @@ def test_evaluation_halts_where_the_training_forward_says(halt, kind):
         model.main_gate.bias[2] = model.right.gate.bias[-1] = 0.0
     idx, at = batch(PROMPTS)
     with torch.no_grad():
-        logits, lam, _, _ = model(idx, at, CFG.max_loops)
-    want = model.halting_loops(lam[0 if kind == "E" else 1])
+        logits, lam, _, _, rest = model(idx, at, CFG.max_loops)
+    want = model.halting_loops(model.rule_stops(lam, rest)[0 if kind == "E" else 1])
     got, rows = model.think(idx, at)[:2], torch.arange(len(PROMPTS))
     assert torch.equal(got[1], want) and len(set(want.tolist())) > 1, want
     # and the answer evaluation reads is the training forward's at that loop
