@@ -19,8 +19,8 @@ The halting loss depends on --halt (wide.py holds both rules, the same in evalua
   safe at any length, and leaves the other tokens free to carry what is still on its way (0: deep
   supervision alone keeps extra loops harmless). ponder_weight weighs PonderNet's loss on the
   stop probabilities, which do not halt under this rule: an auxiliary task, whether the answer
-  is right yet, read at the last prompt token, with which the loops learn parity where without
-  it they do not (results/README.md, "Halting on the state of the computation").
+  is right yet, read at the last prompt token, with which the loops learn parity more reliably
+  (results/README.md, "Halting on the state of the computation").
 
 With --loop_weight > 0 every loop is taught the answer (deep supervision) and PonderNet's loss sees
 the cross-entropy as fixed, so it learns to stop at the first loop whose answer is right instead
