@@ -43,6 +43,12 @@ def batch(prompts):
     return idx, torch.tensor([len(i) - 1 for i in ids])
 
 
+def parity_ids():
+    """PROMPTS and their parity answers as token lists, what wide_step takes."""
+    from lobes import answer_ids, prompt_ids
+    return [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+
+
 # -----------------------------------------------------------------------------
 def test_parameters_equal_the_fixed_depth_gpt_up_to_the_gates():
     model, C, E = WideSLN(CFG), CFG.n_embd, CFG.n_expert
@@ -67,6 +73,7 @@ def test_training_forward_reads_out_every_loop_with_stop_probabilities():
     for settled in (still, rest):                       # loop 1 is never settled
         assert settled.shape == (len(PROMPTS), 5) and (settled[:, 0] == 0).all() and (settled[:, 1:] < 1).all()
     assert (rest <= still + 1e-6).all()                 # every prompt token moves at least as the last
+
 
 def test_a_row_that_halts_stops_changing():
     model = wide(threshold=0.5)
@@ -232,8 +239,8 @@ def test_pool_weights_each_length_by_its_problem_count():
 
 
 def test_loop_weight_teaches_every_loop_and_halting_only_the_stop_probabilities():
-    from lobes import answer_ids, pad_right, prompt_ids, span_mask
-    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    from lobes import pad_right, span_mask
+    prompts, answers = parity_ids()
     cfg = replace(TINY, loop_weight=0.5, balance_weight=0.0)
     grads = []
     for way in ("wide_step", "by hand"):
@@ -295,8 +302,7 @@ def test_settling_loss_by_hand():
 
 
 def test_settle_weight_scales_the_settling_loss_and_nothing_else(monkeypatch):
-    from lobes import answer_ids, prompt_ids
-    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    prompts, answers = parity_ids()
     monkeypatch.setattr(train_wide, "settling_loss", lambda settled, right: torch.tensor(0.3))
     losses = []
     for weight in (0.0, 1.0, 2.0):
@@ -309,8 +315,7 @@ def test_settle_weight_scales_the_settling_loss_and_nothing_else(monkeypatch):
 
 
 def test_ponder_weight_trains_the_stop_probabilities_the_settled_rule_does_not_read():
-    from lobes import answer_ids, prompt_ids
-    prompts, answers = [prompt_ids(p) for p in PROMPTS], [answer_ids(str(p.count("1") % 2)) for p in PROMPTS]
+    prompts, answers = parity_ids()
     grads = []
     for weight in (0.0, 1.0):
         torch.manual_seed(5)
