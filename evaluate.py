@@ -84,7 +84,7 @@ class Config(Checked):
 BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},
           "wordproblems": {"max_iters": 1000, "batch_size": 32},
-          "subsetsum": {}, "countdown": {}, "toycode": {}}  # checking easier than answering
+          "subsetsum": {}, "countdown": {}, "toycode": {}, "sudoku": {}}  # checking is easier
 # The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
 # deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
 # loops to supervise.

@@ -1,6 +1,7 @@
 """
 The tasks, by name (TASKS, get_task): addition, multiplication, parity, word problems and
-tic-tac-toe here; the verifiable ones (subsetsum, countdown, toycode) in data/verifiable.py. Each
+tic-tac-toe here; the verifiable ones (subsetsum, countdown, toycode) in data/verifiable.py and
+sudoku in data/sudoku.py. Each
 is a data/task.py Task: seeded draws, an exact checker, disjoint train/test/ood splits.
 
 Arithmetic is written least-significant digit first ("reversed") and zero-padded to a fixed
@@ -18,6 +19,7 @@ import re
 from functools import lru_cache
 
 from data.task import Task, exactly, number, rev, texts, unrev
+from data.sudoku import Sudoku
 from data.verifiable import Countdown, SubsetSum, ToyCode
 from games.tictactoe import (from_prompt, is_over, moves, optimal_moves, reachable_positions,
                              read_move, to_prompt)
@@ -194,7 +196,7 @@ class TicTacToeTask(Task):
 
 # -----------------------------------------------------------------------------
 TASKS = {t.name: t for t in (Addition, Multiplication, Parity, WordProblems, TicTacToeTask,
-                             SubsetSum, Countdown, ToyCode)}
+                             SubsetSum, Countdown, ToyCode, Sudoku)}
 
 
 def get_task(name: str) -> Task:

@@ -78,6 +78,8 @@ def shape(name, prompt):
         return len(prompt.split("=")[0].split())            # how many numbers
     if name == "toycode":
         return get_task(name).solve(prompt).count(".") + 1  # primitives in the shortest program
+    if name == "sudoku":
+        return prompt.count(".")                            # blanks
     return 9 - prompt.count(".")   # tictactoe: marks on the board
 
 

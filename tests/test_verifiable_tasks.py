@@ -1,6 +1,6 @@
 """
 Tests for the verifiable tasks and their search (data/verifiable.py: subsetsum, countdown,
-toycode): disjoint splits whose ood shapes training never shows, every dataset answer
+toycode; data/sudoku.py): disjoint splits whose ood shapes training never shows, every dataset answer
 right, every prompt proved solvable by search, junk and corruptions wrong and never raising, other
 right answers right, problems short and ASCII. Slow independent implementations (Python's eval on
 expressions built here, brute force over subsets) check the solver and the parser.
@@ -16,9 +16,10 @@ import pytest
 
 from data import get_task
 from data.tasks import TASKS
+from data.sudoku import solutions
 from data.verifiable import PRIMITIVES, PROGRAMS, evaluate, expression_for, run
 
-VERIFIABLE = ["subsetsum", "countdown", "toycode"]
+VERIFIABLE = ["subsetsum", "countdown", "toycode", "sudoku"]
 SPLITS = ["train", "test", "ood"]
 
 
@@ -29,7 +30,9 @@ def problems(name, split):
 
 
 def shape(name, prompt):
-    """What separates in-distribution from ood: how many numbers, or how many primitives."""
+    """What separates in-distribution from ood: how many numbers, primitives or blanks."""
+    if name == "sudoku":
+        return prompt.count(".")
     if name == "toycode":
         return get_task(name).solve(prompt).count(".") + 1
     return len(prompt.split("=")[0].split())
@@ -39,7 +42,7 @@ def shape(name, prompt):
 # splits and sizes
 
 def test_the_three_tasks_are_registered_by_name():
-    assert {"subsetsum", "countdown", "toycode"} <= set(TASKS)
+    assert {"subsetsum", "countdown", "toycode", "sudoku"} <= set(TASKS)
     assert get_task("subsetsum").name == "subsetsum"
 
 
@@ -58,7 +61,7 @@ def test_problems_are_short_ascii(name):
     pairs = [pa for s in SPLITS for pa in problems(name, s)]
     assert all(p.isascii() and a.isascii() for p, a in pairs)
     assert max(len(p) for p, _ in pairs) <= 40
-    assert max(len(a) for _, a in pairs) <= 17          # subsetsum: 9 numbers at most
+    assert max(len(a) for _, a in pairs) <= 19          # sudoku: 16 cells and 3 bars
     assert max(len(p) + len(a) for p, a in pairs) < 60
 
 
@@ -136,6 +139,50 @@ def test_toycode_primitives_do_what_their_names_say():
         ["9213", "1239", "4230", "6248", "129", "1293"]
     assert run(("sort", "inc"), "903") == "140" and run(("inc", "sort"), "903") == "014"
     assert len(PROGRAMS) == 6 + 36 + 216 and PROGRAMS[0] == ("dbl",)
+
+
+def sudoku_ok(grid):
+    """A 16-digit grid is a Sudoku: rows, columns and 2x2 boxes, sliced here independently."""
+    rows = [grid[4 * r:4 * r + 4] for r in range(4)]
+    cols = ["".join(r[c] for r in rows) for c in range(4)]
+    boxes = [rows[r][c:c + 2] + rows[r + 1][c:c + 2] for r in (0, 2) for c in (0, 2)]
+    return all(sorted(u) == list("1234") for u in rows + cols + boxes)
+
+
+def test_sudoku_has_the_288_grids_known_for_4x4():
+    # 288 is the known count of 4x4 Sudoku grids; each is checked by slicing, not by UNITS
+    grids = solutions()
+    assert len(grids) == len(set(grids)) == 288 and grids == sorted(grids)
+    assert all(sudoku_ok(g) for g in grids)
+    assert grids[0] == "1234341221434321"
+
+
+def test_sudoku_accepts_every_grid_that_keeps_the_givens():
+    task, others = get_task("sudoku"), 0
+    assert task.solve("12.4|34..|..4.|4...") == "1234|3412|2143|4321"
+    for p, a in problems("sudoku", "ood"):
+        puzzle = p.replace("|", "")
+        for g in solutions():
+            keeps = all(c in (".", x) for c, x in zip(puzzle, g))
+            text = "|".join(g[i:i + 4] for i in range(0, 16, 4))
+            assert task.check(p, text) == float(keeps), (p, text)
+            others += keeps and text != a
+    assert others > 100                                 # ood puzzles often have several
+
+
+def test_sudoku_rejects_junk_broken_grids_and_changed_givens():
+    task = get_task("sudoku")
+    p = "12.4|34..|..4.|4..."
+    for junk in ("1234|3412|2143|4321 junk", "1234341221434321", "1234|3412|2143|432",
+                 "1234|3412|2143|43211", "1234 3412 2143 4321", "1234|3412|2143|4321|",
+                 "1234|3412|2143|4312",          # a column and a box repeat
+                 "2134|3412|1243|4321",          # valid rows but a given changed
+                 "1234|3412|2143|432.", "5234|3412|2143|4321", "", " ", "1234|3412|2143|4321\n1"):
+        assert task.check(p, junk) == 0.0, junk
+    for prompt in (None, "", "12.4|34..|..1.", "12.4|34..|..1.|4..0", "12 4|34..|..1.|4...",
+                   "11.4|34..|..1.|4..."):      # a puzzle with two 1s in a row has no solution
+        assert task.check(prompt, "1234|3412|2143|4321") == 0.0, prompt
+    assert task.solve("11.4|34..|..1.|4...") is None
 
 
 # -----------------------------------------------------------------------------
