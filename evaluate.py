@@ -74,6 +74,9 @@ class Config(Checked):
     ckpt_equal: str = ""              # with --ckpt: a single GPT as large as the pair, for A=
     idl_limit: PosInt = 4             # most IDL loops of B, C, D, F
     threshold: Prob = 0.5             # the right lobe's acceptance threshold (B, F)
+    retry_temperature: float = 0.0    # B and F sample every attempt after their first, greedy
+                                      #   one at this temperature (0: greedy every loop, Table
+                                      #   1's); at best@k's 0.7, F - best@k is the feedback alone
     n_eval: PosInt = 500              # problems per split (--quick: at most 200)
     device: str = "auto"              # auto | cpu | cuda | mps
 
@@ -183,6 +186,8 @@ def build(kind, path, cfg, device, task):
     baseline samples as many answers as the IDL may loop)."""
     kw = (dict(k=cfg.idl_limit, task=task) if kind in BASELINES else {} if kind in ("A", "A=")
           else dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold))
+    if kind in ("B", "F") and cfg.retry_temperature:     # one temperature per loop
+        kw["temperature"] = [0.0] + [cfg.retry_temperature] * (cfg.idl_limit - 1)
     return load_system(path, "A" if kind == "A=" else kind, device, **kw)
 
 

@@ -166,6 +166,24 @@ def test_one_checkpoint_mode_and_bad_lists_are_usage_errors(tmp_path):
             evaluate.main(evaluate.Config(device="cpu", **bad))
 
 
+def test_retry_temperature_samples_f_after_a_greedy_first_attempt(tmp_path):
+    torch.manual_seed(0)
+    cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
+    save_lobes(str(tmp_path / "pair.pt"), Lobe(cfg), Lobe(cfg), task="addition")
+    path, task = str(tmp_path / "pair.pt"), evaluate.load_task("addition")
+    build = lambda kind, **kw: evaluate.build(kind, path, evaluate.Config(idl_limit=3, **kw), torch.device("cpu"), task)
+    assert build("F").temperature == 0.0 and build("B").temperature == 0.0    # Table 1: greedy
+    assert build("F", retry_temperature=0.7).temperature == [0.0, 0.7, 0.7]
+    assert build("C", retry_temperature=0.7).temperature == 0.7               # C's own sampling
+    prompts = [task.dataset("test", 1, 0)[0][0]] * 8
+    torch.manual_seed(1)
+    d = build("F", retry_temperature=5.0, threshold=1.0).answer(prompts, 6)   # never accepts
+    firsts = {tuple(a[0]) for a in d.attempts}
+    assert len(firsts) == 1 and len({a[1] for a in d.attempts}) > 1   # loop 1 greedy, then sampled
+    with pytest.raises(UsageError):
+        evaluate.Config(retry_temperature=-0.5)
+
+
 class Scripted:
     """A stand-in system that answers every board with move(board) (for exact loss rates)."""
 
