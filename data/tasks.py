@@ -1,8 +1,8 @@
 """
 The tasks, by name (TASKS, get_task): addition, multiplication, parity, word problems and
 tic-tac-toe here; the verifiable ones (subsetsum, countdown, toycode) in data/verifiable.py and
-sudoku in data/sudoku.py. Each
-is a data/task.py Task: seeded draws, an exact checker, disjoint train/test/ood splits.
+sudoku in data/sudoku.py. Each is a data/task.py Task: seeded draws, an exact checker, disjoint
+train/test/ood splits.
 
 Arithmetic is written least-significant digit first ("reversed") and zero-padded to a fixed
 width, operands and answer alike: 48213+9924 is posed "31284000+42990000" and answered
