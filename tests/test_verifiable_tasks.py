@@ -1,9 +1,10 @@
 """
 Tests for the verifiable tasks and their search (data/verifiable.py: subsetsum, countdown,
-toycode; data/sudoku.py): disjoint splits whose ood shapes training never shows, every dataset answer
-right, every prompt proved solvable by search, junk and corruptions wrong and never raising, other
-right answers right, problems short and ASCII. Slow independent implementations (Python's eval on
-expressions built here, brute force over subsets) check the solver and the parser.
+toycode; data/sudoku.py): disjoint splits whose ood shapes training never shows, every dataset
+answer right, every prompt proved solvable by search, junk and corruptions wrong and never
+raising, other right answers right, problems short and ASCII. Slow independent implementations
+(Python's eval on expressions built here, brute force over subsets, Sudoku units by slicing)
+check the solvers and the parser.
 
     $ python -m pytest tests/test_verifiable_tasks.py -q
 """
@@ -41,7 +42,7 @@ def shape(name, prompt):
 # -----------------------------------------------------------------------------
 # splits and sizes
 
-def test_the_three_tasks_are_registered_by_name():
+def test_the_verifiable_tasks_are_registered_by_name():
     assert {"subsetsum", "countdown", "toycode", "sudoku"} <= set(TASKS)
     assert get_task("subsetsum").name == "subsetsum"
 
