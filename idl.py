@@ -74,7 +74,7 @@ def speak(lobe, contexts, max_new_tokens, temperature):
 
 @torch.no_grad()
 def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.0,
-                max_new_tokens=16):
+                max_new_tokens=16, feedback=True):
     """Algorithm 2 lines 4-19, batched: the left lobe answers until the right lobe is satisfied.
 
     Each loop the rows still active speak once (temperature: a float, or a list with one per
@@ -83,15 +83,17 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
     valence token (eq 6: the last attempt only) and try again. A row still active after
     idl_limit loops answers its best-scored attempt ("limit"). forward_passes counts, per row,
     every generated token plus one prefill per attempt and one scoring pass.
-    threshold=None never accepts: every row runs all idl_limit loops (SPIN's self-play)."""
+    threshold=None never accepts: every row runs all idl_limit loops (SPIN's self-play).
+    feedback=False cuts eq 6's channel: a rejected row tries again from the prompt alone, so the
+    right lobe only chooses when to stop (sln.Sampled's retry@k, the ablation of the feedback)."""
     d = Dialogue(list(prompts))
-    feedback = [[] for _ in prompts]
+    heard = [[] for _ in prompts]
     active = list(range(len(prompts)))
     for loop in range(idl_limit):
         if not active:
             break
         # LOOP LOGIC: Alg 2 lines 6-13, the left lobe answers x (prompt [+ attempt + valence])
-        contexts = [prompt_ids(prompts[i], feedback[i]) for i in active]
+        contexts = [prompt_ids(prompts[i], heard[i]) for i in active]
         temp = _temperature(temperature, loop)
         answers, rows, passes = speak(left, contexts, max_new_tokens, temp)
         # LOOP LOGIC: Alg 2 line 14, the right lobe scores prompt + answer in one pass
@@ -105,7 +107,7 @@ def lateralized(left, right, prompts, idl_limit=4, threshold=0.5, temperature=0.
             if threshold is not None and pi >= threshold:   # Alg 2 lines 15-16: accepted, stop
                 d.stop[i], d.final[i] = "accepted", a
             else:                                           # Alg 2 line 18 / eq 6: feed it back
-                feedback[i] = [(a, valence_token(pi))]
+                heard[i] = [(a, valence_token(pi))] if feedback else []
                 still.append(i)
         active = still
     for i in active:                                  # idl_limit reached: answer the best-scored

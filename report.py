@@ -99,7 +99,9 @@ CLAIMS = [("F", "A=", "a lateralized SLN beats a single GPT of the same size (li
           ("F", "A", "the right lobe's check before answering beats the left lobe alone "
                      "(line 27)"),
           ("F", "best@k", "the IDL's feedback, loop by loop, beats the right lobe choosing "
-                          "among as many samples (an equal budget of forward passes)")]
+                          "among as many samples (an equal budget of forward passes)"),
+          ("F", "retry@k", "the left lobe uses the right lobe's feedback (eq 6): F beats its own "
+                           "loop with the feedback cut")]
 
 
 def verdict(a, b, seeds=3, pct=True):

@@ -14,7 +14,8 @@ load them from any checkpoint this project writes and to count their parameters.
 
 And the baselines an IDL must beat at an equal budget (Sampled): the left lobe samples k answers
 and one is kept, by the right lobe's score (best@k), by vote (vote@k), or by the checker (pass@k,
-an oracle: the ceiling of any way to choose among the samples).
+an oracle: the ceiling of any way to choose among the samples); or it samples one at a time until
+the right lobe accepts (retry@k: F with its feedback cut).
 
 Every system answers a batch of prompts with an idl.Dialogue: answers plus per-row compute
 (loops, forward passes, tokens). A-D and F are built here from a pair of lobes; E and G are one
@@ -43,7 +44,8 @@ SYSTEMS = {"A": "single GPT", "B": "self-reflection", "C": "homogeneous pair", "
 # debating itself, at the same loop limit.
 SAMPLE_TEMPERATURE = 0.7
 BASELINES = {"best@k": "k samples, the right lobe picks", "vote@k": "k samples, majority vote",
-             "pass@k": "k samples, an oracle picks"}
+             "pass@k": "k samples, an oracle picks",
+             "retry@k": "F without the feedback: new samples until the right lobe accepts"}
 
 
 class System(nn.Module):
@@ -88,28 +90,38 @@ class Sampled(nn.Module):
     best@k  the one the right lobe scores highest: a verifier without feedback (Cobbe et al. 2021)
     vote@k  the most frequent, the first sampled on a tie (self-consistency, Wang et al. 2023)
     pass@k  the first one task.check accepts: an oracle, the ceiling of any choice among samples
-    Next to F with idl_limit = k, the budget of forward passes is equal (F stops earlier when the
-    right lobe accepts), so F - best@k is what the IDL's feedback adds to the right lobe's
-    choosing, and pass@k - best@k what a better judge could still gain."""
+    retry@k F's loop with eq 6's channel cut (idl.lateralized, feedback=False): a greedy answer,
+            then fresh samples from the prompt alone until the right lobe accepts one (rejection
+            sampling), so it stops early as F does
+    Next to F with idl_limit = k, the budget of forward passes is at most equal (F stops earlier
+    when the right lobe accepts), so F - best@k is what the IDL's feedback and its stopping add to
+    the right lobe's choosing, pass@k - best@k what a better judge could still gain, and, with F
+    retrying at the same temperature (evaluate.py --retry_temperature=0.7), F - retry@k is what
+    the feedback alone adds."""
 
-    def __init__(self, kind, left, right=None, k=4, temperature=SAMPLE_TEMPERATURE, task=None):
+    def __init__(self, kind, left, right=None, k=4, temperature=SAMPLE_TEMPERATURE, task=None,
+                 threshold=0.5):
         super().__init__()
         if kind not in BASELINES:
             raise ValueError(f"unknown baseline {kind!r}: choose from {', '.join(BASELINES)}")
-        if (kind == "best@k" and right is None) or (kind == "pass@k" and task is None):
-            need = "a right lobe" if kind == "best@k" else "the task"
-            raise ValueError(f"{kind} needs {need}")
-        self.kind, self.left, self.right, self.k = kind, left, right, k
-        self.temperature, self.task = temperature, task
+        judged = kind in ("best@k", "retry@k")
+        if (judged and right is None) or (kind == "pass@k" and task is None):
+            raise ValueError(f"{kind} needs {'a right lobe' if judged else 'the task'}")
+        self.kind, self.left, self.right, self.k = kind, left, right if judged else None, k
+        self.temperature, self.task, self.threshold = temperature, task, threshold
 
     def num_params(self):
-        """The lobes the choice uses: best@k counts both, vote@k and pass@k the left only."""
-        return sum(p.numel() for m in (self.left, self.right if self.kind == "best@k" else None)
-                   if m is not None for p in m.parameters())
+        """The lobes the choice uses: best@k and retry@k count both, vote@k and pass@k the left."""
+        return sum(p.numel() for m in (self.left, self.right) if m is not None
+                   for p in m.parameters())
 
     @torch.no_grad()
     def answer(self, prompts, max_new_tokens=16):
         d, k = Dialogue(list(prompts)), self.k
+        if self.kind == "retry@k":
+            return lateralized(self.left, self.right, prompts, k, self.threshold,
+                               [0.0] + [self.temperature] * (k - 1), max_new_tokens,
+                               feedback=False)
         many = [p for p in prompts for _ in range(k)]
         answers, rows, passes = speak(self.left, [prompt_ids(p) for p in many], max_new_tokens,
                                       self.temperature)

@@ -56,6 +56,15 @@ def test_rejected_row_reads_its_attempt_and_valence_token():
     assert valence_token(p) == valence_token(0.2)
 
 
+def test_with_the_feedback_cut_a_rejected_row_reads_its_prompt_alone():
+    left = RecordingLeft(noisy_lobe(1))
+    d = lateralized(left, ScriptedRight(), ["no", "ok"], idl_limit=3, max_new_tokens=6,
+                    feedback=False)
+    assert [c for batch in left.contexts for c in batch] == \
+        [prompt_ids("no"), prompt_ids("ok"), prompt_ids("no"), prompt_ids("no")]
+    assert d.loops == [3, 1] and d.stop == ["limit", "accepted"]
+
+
 def test_the_dialogue_keeps_exactly_the_contexts_the_left_lobe_read():
     left = RecordingLeft(noisy_lobe(1))
     d = lateralized(left, ScriptedRight(), ["ok1", "no2"], idl_limit=3, max_new_tokens=6)

@@ -85,6 +85,28 @@ def test_sampled_baselines_choose_among_the_same_k_samples(sharp_lobe, tiny_lobe
         def check(self, p, a):
             return float(a == want[p])
     assert run("pass@k", task=Oracle()).final == [want[p] for p in prompts]
-    assert Sampled("vote@k", sharp_lobe).num_params() == sharp_lobe.num_params()
+    assert Sampled("vote@k", sharp_lobe, tiny_lobe).num_params() == sharp_lobe.num_params()
     with pytest.raises(ValueError, match="needs the task"):
         Sampled("pass@k", sharp_lobe)
+
+
+def test_retry_at_k_samples_from_the_prompt_until_the_right_lobe_accepts(sharp_lobe):
+    from idl import speak
+    from lobes import prompt_ids
+    from sln import Sampled
+
+    class Right:      # accepts an answer without an 'l' (most of this lobe's greedy ones have one)
+        def score(self, seqs):
+            return torch.tensor([-5.0 if ord("l") in s else 5.0 for s in seqs])
+    prompts = [f"{i}+{3 * i}" for i in range(16)]
+    torch.manual_seed(0)
+    d = Sampled("retry@k", sharp_lobe, Right(), k=3, temperature=1.0).answer(prompts, 4)
+    greedy, _, _ = speak(sharp_lobe, [prompt_ids(p) for p in prompts], 4, 0.0)
+    assert [tried[0] for tried in d.attempts] == greedy        # the first answer is greedy
+    for tried, final, stop in zip(d.attempts, d.final, d.stop):
+        # every loop but the last was rejected; a row stops at its first accepted answer
+        assert all("l" in a for a in tried[:-1])
+        assert (stop == "accepted") == ("l" not in final) == ("l" not in tried[-1])
+        assert len(tried) == 3 or stop == "accepted"
+    # retries sample from the prompt: some row is rejected greedily and accepted later
+    assert any(len(t) > 1 and s == "accepted" for t, s in zip(d.attempts, d.stop))
