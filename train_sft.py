@@ -4,7 +4,10 @@ Supervised warm start of both lobes (paper §5.1, eq 1; eq 7 and eq 9 for the ri
     left lobe   eq 1: cross-entropy on answer tokens only. A share of its examples are short
                 dialogues  prompt <sep> wrong attempt <vK> <sep> answer  (K = the right lobe's
                 score of the attempt, quantised), so it learns to use the right lobe's feedback
-                that the Inner Dialogue Loop will give it (eq 6).
+                that the Inner Dialogue Loop will give it (eq 6). --feedback_from=samples shows
+                only its own wrong samples, the attempts the loop will show it: corruptions of
+                y_true lie a digit or two from the answer and can teach it to copy a rejected
+                attempt (on Sudoku they do: results/README.md).
     right lobe  eq 7: binary cross-entropy, positives = y_true and every prefix of it, negatives =
                 corruptions of y_true (digit swap, off-by-one, carry error, dropped or inserted
                 digit) and the left lobe's own wrong samples; prefixes weighted by eq 9.
@@ -55,6 +58,8 @@ class Config(Checked):
     decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
     grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
     feedback_frac: Prob = 0.25    # share of left-lobe examples that are feedback dialogues
+    feedback_from: str = "all"    # the wrong attempts those dialogues show: all (the left lobe's
+                                  #   samples and corruptions) | samples (its own samples only)
     sample_frac: Prob = 0.5       # share of right-lobe negatives sampled from the left lobe
     pavlov_lambda: Decay = 0.3    # eq 9 decay over answer prefixes (0 = uniform, inf = last only)
     right_lm_weight: float = 1.0  # weight of eq 1 (next-token CE on y_true) in the right lobe's
@@ -71,16 +76,19 @@ class Config(Checked):
     def check(self):
         if self.init_from not in ("scratch", "resume"):
             raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
+        if self.feedback_from not in ("all", "samples"):
+            raise UsageError(f"--feedback_from must be all or samples, got {self.feedback_from!r}")
 
 
 # -----------------------------------------------------------------------------
-def left_batch(task, pairs, attempts, valences, feedback_frac, rng):
+def left_batch(task, pairs, attempts, valences, feedback_frac, rng, shown=None):
     """Left-lobe examples: prompt -> y_true, or (feedback_frac of them) a dialogue
-    prompt, wrong attempt, its valence -> y_true. Returns prompt token lists and answer token
-    lists."""
+    prompt, wrong attempt, its valence -> y_true, the attempt one of the first `shown` (all when
+    None). Returns prompt token lists and answer token lists."""
     prompts, answers = [], []
-    for (p, a), wrong, v in zip(pairs, attempts, valences):
-        feedback = [(wrong, v)] if rng.random() < feedback_frac and not task.check(p, wrong) else []
+    for i, ((p, a), wrong, v) in enumerate(zip(pairs, attempts, valences)):
+        feedback = [(wrong, v)] if (rng.random() < feedback_frac and not task.check(p, wrong)
+                                    and (shown is None or i < shown)) else []
         prompts.append(prompt_ids(p, feedback))
         answers.append(answer_ids(a))
     return prompts, answers
@@ -235,7 +243,9 @@ def main(cfg: Config):
                                                  cfg.pavlov_lambda, cfg.right_lm_weight)
             # left lobe: eq 1, some examples with a wrong attempt + the right lobe's valence
             valences = [valence_token(p) for p in gather(p_attempt.tolist())]
-            prompts, answers = left_batch(task, pairs, attempts, valences, cfg.feedback_frac, rng)
+            shown = n_sampled if cfg.feedback_from == "samples" else None
+            prompts, answers = left_batch(task, pairs, attempts, valences, cfg.feedback_frac, rng,
+                                          shown)
             loss_left = lm_step(left, shard(prompts), shard(answers))
         for model, opt, loss in ((left, opt_left, loss_left), (right, opt_right, loss_right)):
             set_lr(opt, lr)

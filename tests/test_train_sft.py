@@ -92,3 +92,21 @@ def test_lm_step_is_the_mean_negative_logprob_of_the_answer_tokens(tiny_cfg):
     answers = [answer_ids(a) for a in ["46", "1234567", "0"]]
     logp, mask, _ = answer_logprobs(model, prompts, answers)
     torch.testing.assert_close(lm_step(model, prompts, answers), -logp.sum() / mask.sum())
+
+
+def test_feedback_dialogues_show_wrong_attempts_only_and_from_samples_only_the_first_shown():
+    import random
+
+    from data import get_task, valence_token
+    from train_sft import left_batch
+    task = get_task("addition")
+    pairs, rng = task.dataset("test", 4), random.Random(0)
+    attempts = [a if i == 1 else task.corrupt(p, a, rng) for i, (p, a) in enumerate(pairs)]
+    assert [task.check(p, w) for (p, _), w in zip(pairs, attempts)] == [0, 1, 0, 0]
+    for shown, want in ((None, [0, 2, 3]), (2, [0])):
+        prompts, answers = left_batch(task, pairs, attempts, [valence_token(0.1)] * 4, 1.0,
+                                      random.Random(0), shown)
+        dialogues = [i for i, (q, (p, _)) in enumerate(zip(prompts, pairs)) if q != prompt_ids(p)]
+        assert dialogues == want and answers == [answer_ids(a) for _, a in pairs]
+        for i in want:
+            assert prompts[i] == prompt_ids(pairs[i][0], [(attempts[i], valence_token(0.1))])
