@@ -16,7 +16,8 @@ at small scale: systems A-G on addition, parity, word problems and tic-tac-toe, 
 
 and the baselines an IDL must beat at its budget of forward passes (sln.Sampled): the left lobe
 samples idl_limit answers and keeps the one the right lobe scores highest (best@k), the most
-frequent (vote@k), or any right one (pass@k, an oracle). Beside F, each task also measures the
+frequent (vote@k), or any right one (pass@k, an oracle); or samples one at a time until the
+right lobe accepts (retry@k, F with its feedback cut). Beside F, each task also measures the
 right lobe judging the left lobe's own samples (measure.judge): F gains only where it can judge.
 
 For every task and seed it trains what is missing: a pair of lobes (A-D, F) and a single GPT as
@@ -59,7 +60,7 @@ from sln import BASELINES, load_system
 @dataclass
 class Config(Checked):
     tasks: str = "addition,parity,wordproblems,tictactoe"  # comma-separated tasks
-    systems: str = "A,A=,B,C,D,E,F,G,best@k,vote@k,pass@k"  # comma-separated (the docstring)
+    systems: str = "A,A=,B,C,D,E,F,G,best@k,vote@k,pass@k,retry@k"  # comma-separated (docstring)
     seeds: str = "1337,1,2"           # training seeds; the table gives mean ± standard deviation
     quick: bool = False               # one seed, small models, short training (QUICK below);
                                       #   a look, not the table
@@ -76,7 +77,8 @@ class Config(Checked):
     threshold: Prob = 0.5             # the right lobe's acceptance threshold (B, F)
     retry_temperature: float = 0.0    # B and F sample every attempt after their first, greedy
                                       #   one at this temperature (0: greedy every loop, Table
-                                      #   1's); at best@k's 0.7, F - best@k is the feedback alone
+                                      #   1's); at retry@k's 0.7, F - retry@k is the feedback
+                                      #   alone
     n_eval: PosInt = 500              # problems per split (--quick: at most 200)
     device: str = "auto"              # auto | cpu | cuda | mps
 
@@ -87,7 +89,10 @@ class Config(Checked):
 BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},
           "wordproblems": {"max_iters": 1000, "batch_size": 32},
-          "subsetsum": {}, "countdown": {}, "toycode": {}, "sudoku": {}}  # checking is easier
+          "subsetsum": {}, "countdown": {}, "toycode": {},   # checking is easier
+          # on Sudoku the left lobe learns to retry from its own rejected grids, every one a step
+          # shows (corrupted y_true are one cell from the answer and teach it to copy the attempt)
+          "sudoku": {"feedback_from": "samples", "feedback_frac": 1.0}}
 # The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
 # deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
 # loops to supervise.
@@ -184,8 +189,8 @@ def train_minutes(path):
 def build(kind, path, cfg, device, task):
     """System `kind` from the checkpoint at path (A= is system A on the single-GPT checkpoint; a
     baseline samples as many answers as the IDL may loop)."""
-    kw = (dict(k=cfg.idl_limit, task=task) if kind in BASELINES else {} if kind in ("A", "A=")
-          else dict(idl_limit=cfg.idl_limit, threshold=cfg.threshold))
+    loops = dict(k=cfg.idl_limit, task=task) if kind in BASELINES else dict(idl_limit=cfg.idl_limit)
+    kw = {} if kind in ("A", "A=") else dict(threshold=cfg.threshold, **loops)
     if kind in ("B", "F") and cfg.retry_temperature:     # one temperature per loop
         kw["temperature"] = [0.0] + [cfg.retry_temperature] * (cfg.idl_limit - 1)
     return load_system(path, "A" if kind == "A=" else kind, device, **kw)
@@ -242,7 +247,7 @@ def one_checkpoint(cfg, kinds, device, seeds, command):
     seeds with the claims. Prints; writes results.json and table.md only to a --results_dir given,
     and never the README. Returns {seed: {system: metrics}}."""
     if any(model_of(k) == "wide" for k in kinds) or ("A=" in kinds and not cfg.ckpt_equal):
-        raise UsageError("with --ckpt, choose systems among A B C D F best@k vote@k pass@k "
+        raise UsageError(f"with --ckpt, choose systems among A B C D F {' '.join(BASELINES)} "
                          "(and A= together with --ckpt_equal)")
     if cfg.results_dir:
         writable_dir(cfg.results_dir, "results_dir")  # now, not after the measuring

@@ -90,7 +90,7 @@ def test_every_model_of_a_task_trains_under_one_budget():
         cfg = evaluate.resolve(evaluate.Config(quick=quick))
         for task in evaluate.BUDGET:
             seen = set()
-            for model in evaluate.MODELS:
+            for model in (m for m in evaluate.MODELS if m != "wide" or task in evaluate.WIDE):
                 script = evaluate.train_wide if model == "wide" else evaluate.train_sft
                 c = script.Config(**evaluate.budget(cfg, task))
                 seen.add((c.max_iters, c.batch_size, c.grow_iters))
