@@ -90,8 +90,8 @@ BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},
           "wordproblems": {"max_iters": 1000, "batch_size": 32},
           "subsetsum": {}, "countdown": {}, "toycode": {},   # checking is easier
-          # on Sudoku the left lobe learns to retry from its own rejected grids, every one a step
-          # shows (corrupted y_true are one cell from the answer and teach it to copy the attempt)
+          # Sudoku's feedback dialogues show every wrong grid the left lobe samples in a step and
+          # no corrupted y_true: a cell from the answer, they teach it to copy a rejected grid
           "sudoku": {"feedback_from": "samples", "feedback_frac": 1.0}}
 # The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
 # deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
