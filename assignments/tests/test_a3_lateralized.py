@@ -133,3 +133,11 @@ def test_the_idl_limit_the_token_budget_and_per_loop_temperatures_reach_the_left
     assert [(n, t) for _, n, t in left.calls] == [(6, 0.1), (6, 0.5), (6, 0.9)]
     _, left, _ = run(temperature=0.7)
     assert all(t == 0.7 for _, _, t in left.calls)
+
+
+def test_with_feedback_false_a_rejected_row_reads_its_prompt_alone_again():
+    d, left, _ = run(feedback=False)                       # sln.py's retry@k: eq 6's channel cut
+    fed = [c for contexts, _, _ in left.calls for c in contexts]
+    assert fed == [prompt_ids(p) for p in ["2+2", "3+3", "1+1", "2+2", "1+1", "2+2", "1+1"]]
+    assert d.attempts == [["5"] * 3, ["6"], ["3"] * 3]
+    assert d.stop == ["limit", "accepted", "limit"] and d.final == ["5", "6", "3"]
