@@ -117,11 +117,11 @@ class Sampled(nn.Module):
 
     @torch.no_grad()
     def answer(self, prompts, max_new_tokens=16):
-        d, k = Dialogue(list(prompts)), self.k
         if self.kind == "retry@k":
-            return lateralized(self.left, self.right, prompts, k, self.threshold,
-                               [0.0] + [self.temperature] * (k - 1), max_new_tokens,
+            return lateralized(self.left, self.right, prompts, self.k, self.threshold,
+                               [0.0] + [self.temperature] * (self.k - 1), max_new_tokens,
                                feedback=False)
+        d, k = Dialogue(list(prompts)), self.k
         many = [p for p in prompts for _ in range(k)]
         answers, rows, passes = speak(self.left, [prompt_ids(p) for p in many], max_new_tokens,
                                       self.temperature)

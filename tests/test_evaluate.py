@@ -178,7 +178,8 @@ def test_retry_temperature_samples_f_after_a_greedy_first_attempt(tmp_path):
     prompts = [task.dataset("test", 1, 0)[0][0]] * 8
     torch.manual_seed(1)
     d = build("F", retry_temperature=5.0, threshold=1.0).answer(prompts, 6)   # never accepts
-    assert len({a[0] for a in d.attempts}) == 1 and len({a[1] for a in d.attempts}) > 1   # loop 1 greedy, then sampled
+    # loop 1 greedy, then sampled
+    assert len({a[0] for a in d.attempts}) == 1 and len({a[1] for a in d.attempts}) > 1
     with pytest.raises(UsageError):
         evaluate.Config(retry_temperature=-0.5)
 
