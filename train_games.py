@@ -26,7 +26,8 @@ instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect lab
 lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe
 exactly (games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal
 reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the
-BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2.
+BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2; a
+tic-tac-toe run ends by listing the positions A's exact losses come from (games.tictactoe.explain).
 What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
 result, evaluate, ...): a gridworld walker sees the 7 x 7 cells around it and the goal's
 direction, the same text on any map, and has one seat, so the opponent and openings options are
@@ -341,17 +342,19 @@ def critic_moves(game, left, right, boards, idl_limit, threshold=0.5, seed=0):
 
 
 @torch.no_grad()
+def greedy_moves(game, left, boards, chunk=1024):
+    """The greedy left lobe's move texts for boards, `chunk` boards a batch: system A's play."""
+    return [t for i in range(0, len(boards), chunk) for t in
+            left.answer([game.learner_prompt(b) for b in boards[i:i + chunk]], game.MOVE_TOKENS)]
+
+
+@torch.no_grad()
 def evaluate_games(game, left, right, idl_limit, chunk=1024):
     """game.evaluate (tic-tac-toe: exact results against the optimal player from each seat;
     gridworld: walks on test and ood maps) of the greedy left lobe alone (A) and of the
     lateralized IDL (F, critic_moves), with F's mean attempts per move."""
     left.eval(), right.eval()
     attempts = []
-
-    def lobe(boards):
-        return [t for i in range(0, len(boards), chunk) for t in
-                left.answer([game.learner_prompt(b) for b in boards[i:i + chunk]],
-                            game.MOVE_TOKENS)]
 
     def idl(boards):
         texts = []
@@ -360,7 +363,8 @@ def evaluate_games(game, left, right, idl_limit, chunk=1024):
             texts += said
             attempts.extend(n)
         return texts
-    r = {**game.evaluate(lobe), **{f"F_{k}": v for k, v in game.evaluate(idl).items()}}
+    r = {**game.evaluate(lambda boards: greedy_moves(game, left, boards, chunk)),
+         **{f"F_{k}": v for k, v in game.evaluate(idl).items()}}
     left.train(), right.train()
     return dict(r, F_attempts=sum(attempts) / len(attempts))
 
@@ -434,6 +438,9 @@ def main(cfg: Config):
                    iteration=it + 1, rows=rows, ref_path=ref_path, board_view=game.VIEW)
     log.close()
     print(table(game, rows))
+    if hasattr(game, "explain"):      # tic-tac-toe: the positions the exact losses come from
+        print(f"A, the greedy left lobe, at batch {rows[-1]['iter']}:\n" +
+              game.explain(lambda boards: greedy_moves(game, left.eval(), boards)))
     print(f"wall time {(time.time() - t_start) / 60:.1f} minutes, warm start and evaluations "
           "included")
     return rows

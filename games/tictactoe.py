@@ -1,6 +1,7 @@
 """
-Tic-tac-toe, solved: exhaustive memoised minimax, a perfect player and an exact evaluator. The
-'tictactoe' data task (board -> optimal move) built on it lives in data/tasks.py.
+Tic-tac-toe, solved: exhaustive memoised minimax, a perfect player, an exact evaluator and the
+positions a policy's exact losses come from (blunders). The 'tictactoe' data task (board ->
+optimal move) built on it lives in data/tasks.py.
 
 A board is a 9-character string, row-major, 'x', 'o' or '.': "x.o.x...o". X moves first, so
 the side to move is X when the counts of x and o are equal, else O. Cells are numbered 1-9
@@ -117,6 +118,34 @@ def exact_outcome(policy, seat):
 
     win, draw, loss = dist(EMPTY)
     return {"win": win, "draw": draw, "loss": loss}
+
+
+def blunders(policy, seat):
+    """Where a deterministic policy's exact losses come from: every position it reaches against
+    the optimal player (every optimal reply enumerated) before any mistake of its own, where its
+    move throws the game value away (a drawn position into a lost one) or is illegal. Returns
+    [(reach, board, move)] with the Fraction of games reaching it, costliest first; against the
+    optimal player a position once lost stays lost, so the reaches sum to exact_outcome's loss.
+
+    policy(board) -> a cell 0-8 (or anything else: illegal); it plays seat 0 (X) or 1 (O).
+    """
+    mark, found, reach = "xo"[seat], [], {EMPTY: Fraction(1)}
+    for board in sorted(reachable_positions(), key=lambda b: 9 - b.count(".")):   # move by move
+        p = reach.pop(board, 0)
+        if not p or is_over(board):
+            continue
+        if mark_to_move(board) == mark:
+            m = policy(board)
+            if m not in moves(board) or -value(after(board, m)) < value(board):
+                found.append((p, board, m))
+                continue
+            children = {after(board, m): p}
+        else:
+            best = optimal_moves(board)
+            children = {after(board, m): p / len(best) for m in best}
+        for child, q in children.items():
+            reach[child] = reach.get(child, 0) + q
+    return sorted(found, key=lambda f: (-f[0], f[1]))
 
 
 def uniform_policy(board):
@@ -312,6 +341,24 @@ def evaluate(choose):
         out = exact_outcome(lambda b: table[b], seat)
         r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
     return r
+
+
+def explain(choose, top=3):
+    """Where the exact losses of the policy choose(boards) -> move texts come from, as text: from
+    each seat, its losing moves (blunders) and the `top` costliest, by the share of games that
+    reach them against the optimal player."""
+    boards = warm_positions(None)
+    table = {b: read_move(t) for b, t in zip(boards, choose(boards))}
+    lines = []
+    for seat, mark in enumerate("XO"):
+        found = blunders(table.get, seat)
+        lines.append(f"as {mark}: {len(found)} losing moves, reached in "
+                     f"{float(sum(r for r, _, _ in found)):.2%} of games against the optimal player")
+        lines += [f"  {float(r):6.2%} {to_prompt(b)} ({mark} to move) played "
+                  f"{'illegal' if m not in moves(b) else m + 1}, "
+                  f"optimal {' or '.join(str(o + 1) for o in optimal_moves(b))}"
+                  for r, b, m in found[:top]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

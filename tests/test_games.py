@@ -77,6 +77,25 @@ def test_exact_evaluator_counts_an_illegal_move_as_a_loss():
     assert ttt.exact_outcome(always_centre, seat=1)["loss"] == 1
 
 
+def test_blunders_are_where_the_exact_losses_come_from():
+    def edge_after_corner(board):   # optimal, but answers X's corner opening on an edge
+        return 1 if board == "x" + "." * 8 else ttt.optimal_moves(board)[0]
+    # X opens with any of 9 cells (all draw); after the corner x1 only the centre holds for O
+    assert ttt.blunders(edge_after_corner, seat=1) == [(Fraction(1, 9), "x" + "." * 8, 1)]
+    assert ttt.exact_outcome(edge_after_corner, seat=1)["loss"] == Fraction(1, 9)
+    assert ttt.blunders(edge_after_corner, seat=0) == []
+
+    def first_cell_early(board):    # as O: the first empty cell on its first two moves
+        return ttt.moves(board)[0] if board.count(".") >= 6 else ttt.optimal_moves(board)[0]
+    found = ttt.blunders(first_cell_early, seat=1)        # losing moves at many depths
+    assert len(found) == 17 and [r for r, _, _ in found] == sorted([r for r, _, _ in found])[::-1]
+    assert sum(r for r, _, _ in found) == ttt.exact_outcome(first_cell_early, 1)["loss"] < 1
+    assert ttt.blunders(lambda board: 4, seat=0)[-1][2] == 4      # illegal moves are blunders too
+    text = ttt.explain(lambda boards: [str(edge_after_corner(b) + 1) for b in boards])
+    assert "as O: 1 losing moves, reached in 11.11% of games" in text
+    assert "x..|...|... (O to move) played 2, optimal 5" in text
+
+
 def test_optimal_player_never_loses_a_match_and_beats_random():
     counts = match(TicTacToe, ttt.optimal_player, random_player, n=40, seed=0)
     assert counts["loss"] == 0 and counts["win"] > counts["draw"]

@@ -95,8 +95,13 @@ def test_critic_moves_play_the_first_move_the_critic_accepts(tiny_lobe):
     assert again == texts2                               # seeded: a board always gets one move
 
 
-def test_smoke_games_run_and_exact_resume(tmp_path):
+def test_smoke_games_run_and_exact_resume(tmp_path, capsys):
     a = tg.main(tg.Config(out_dir=str(tmp_path / "a"), **TINY_GAMES))
+    # the run ends with where A's exact losses come from: its blunders sum to the last row's
+    printed = capsys.readouterr().out
+    for mark in "XO":
+        assert f"as {mark}: " in printed
+        assert f"reached in {a[-1][f'loss_{mark}']:.2%} of games" in printed
     assert [r["iter"] for r in a] == [0, 1, 2] and a[1]["ratio"] == 1.0
     assert all(0 <= r["loss_X"] <= 1 and 0 <= r["loss_O"] <= 1 for r in a)
     assert (tmp_path / "a" / "ckpt.pt").exists() and (tmp_path / "a" / "warm" / "ckpt.pt").exists()
