@@ -352,8 +352,9 @@ def explain(choose, top=3):
     lines = []
     for seat, mark in enumerate("XO"):
         found = blunders(table.get, seat)
-        lines.append(f"as {mark}: {len(found)} losing moves, reached in "
-                     f"{float(sum(r for r, _, _ in found)):.2%} of games against the optimal player")
+        lost = float(sum(r for r, _, _ in found))
+        lines.append(f"as {mark}: {len(found)} losing move{'s' * (len(found) != 1)}, reached in "
+                     f"{lost:.2%} of games against the optimal player")
         lines += [f"  {float(r):6.2%} {to_prompt(b)} ({mark} to move) played "
                   f"{'illegal' if m not in moves(b) else m + 1}, "
                   f"optimal {' or '.join(str(o + 1) for o in optimal_moves(b))}"
