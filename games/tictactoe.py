@@ -330,15 +330,21 @@ def result(board, text):
     return nxt, (1.0 if winner(nxt) else 0.5) if is_over(nxt) else None
 
 
+def move_table(choose):
+    """The policy choose(boards) -> move texts, asked once for all 4,520 positions not over, as
+    {board: cell 0-8, or None where its text names no cell}."""
+    boards = warm_positions(None)
+    return {b: read_move(t) for b, t in zip(boards, choose(boards))}
+
+
 def evaluate(choose):
     """Exact results against the optimal player from each seat (exact_outcome enumerates every
-    optimal reply) of the policy choose(boards) -> move texts, asked once for all 4,520 positions
-    not over, and its illegal-move rate over them."""
-    boards = warm_positions(None)
-    table = {b: read_move(t) for b, t in zip(boards, choose(boards))}
-    r = {"illegal": sum(table[b] not in moves(b) for b in boards) / len(boards)}
+    optimal reply) of the policy choose(boards) -> move texts (move_table), and its illegal-move
+    rate over the 4,520 positions not over."""
+    table = move_table(choose)
+    r = {"illegal": sum(m not in moves(b) for b, m in table.items()) / len(table)}
     for seat, mark in enumerate("XO"):
-        out = exact_outcome(lambda b: table[b], seat)
+        out = exact_outcome(table.get, seat)
         r.update({f"loss_{mark}": float(out["loss"]), f"draw_{mark}": float(out["draw"])})
     return r
 
@@ -347,9 +353,7 @@ def explain(choose, top=3):
     """Where the exact losses of the policy choose(boards) -> move texts come from, as text: from
     each seat, its losing moves (blunders) and the `top` costliest, by the share of games that
     reach them against the optimal player."""
-    boards = warm_positions(None)
-    table = {b: read_move(t) for b, t in zip(boards, choose(boards))}
-    lines = []
+    table, lines = move_table(choose), []
     for seat, mark in enumerate("XO"):
         found = blunders(table.get, seat)
         lost = float(sum(r for r, _, _ in found))
