@@ -16,7 +16,11 @@ self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9)
         right <- BCE toward (return + 1) / 2 on every move, eq 9     step 5, lines 22-24, 27
         left  <- PPO-clip (eq 8) with those advantages on its own moves, + kl_coef * eq 2
                                                                      steps 6-7, lines 19-20, 28
-        §5.4: while the critic is not satisfied with the moves (capped): sample, score, update
+        §5.4: while the critic is not satisfied with the moves (capped), self_play=sampled:
+        the left lobe samples a move at each of its positions, the critic scores it, eq 8;
+        self_play=every: the critic values every legal move of every position of the batch by
+        one TD step (move_values), and the left lobe takes eq 8 in expectation over its moves;
+        critic_target=best also steps the critic toward each position's best move's value
 
 The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly random legal moves
 only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
@@ -57,7 +61,7 @@ from data.tokenizer import decode_answer
 from idl import speak
 from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
-from ppo import actor_update, make_rollout
+from ppo import actor_update, expected_update, make_candidates, make_rollout
 from sln import load_lobes
 
 # what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
@@ -91,11 +95,18 @@ class Config(Checked):
     kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
                                   #   keeps the rules the warm start knows (illegal moves grow
                                   #   without it)
-    self_play_max: int = 1        # §5.4: extra sample-and-update rounds per batch until the
-                                  #   critic is satisfied (0 = off); one round lowers the losses
-                                  #   as O on every seed measured, and §5.4 warns that many
-                                  #   actor updates per critic update overfit the actor to the batch
+    self_play_max: int = 1        # §5.4: extra rounds of eq 8 per batch until the critic is
+                                  #   satisfied (0 = off); §5.4 warns that many actor updates
+                                  #   per critic update overfit the actor to the batch
     satisfied: Prob = 0.9         # §5.4: the critic is satisfied when its mean score is >= this
+    self_play: str = ""           # §5.4's moves: sampled (one per position of the lobe's, the
+                                  #   critic scores it) | every (every legal move at every
+                                  #   position of the batch, eq 8 in expectation over the lobe's
+                                  #   distribution) ('': the game's, DEFAULTS)
+    critic_target: str = ""       # the critic's TD targets: return (the games' returns: the value
+                                  #   of the policies that played) | best (also every position's
+                                  #   best move's value, the negamax backup: the value under best
+                                  #   play; needs self_play=every) ('': the game's)
     pavlov_lambda: Decay = 0.0    # eq 9 decay over the moves before the reward (0 = every move 1)
     openings: int = 2             # each game starts after 0..openings uniformly random moves
                                   #   (exploring starts: every position keeps being visited)
@@ -130,6 +141,17 @@ class Config(Checked):
                "out_dir": os.path.join("out", self.game)}
         for k, v in own.items():
             setattr(self, k, getattr(self, k) or v)
+        if self.self_play not in ("sampled", "every"):
+            raise UsageError(f"--self_play must be sampled or every, got {self.self_play!r}")
+        if self.critic_target not in ("return", "best"):
+            raise UsageError(f"--critic_target must be return or best, got "
+                             f"{self.critic_target!r}")
+        if self.self_play == "sampled" and self.critic_target == "best":
+            raise UsageError("--critic_target=best values every legal move: it needs "
+                             "--self_play=every")
+        if self.self_play == "every" and self.reward_transform != "D":
+            raise UsageError("--self_play=every takes the critic's score D as the reward: "
+                             "--reward_transform applies to --self_play=sampled")
         bad = set(self.opponent.split(",")) - {"self", "random", "optimal"}
         if bad:
             raise UsageError(f"--opponent takes self, random, optimal (comma-separated), "
@@ -276,28 +298,38 @@ def critic_step(game, right, targets):
     return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
 
 
-def move_scores(game, right, boards, texts):
-    """The critic's expected score (win 1, draw 1/2, loss 0) of each move: the final result if the
-    move ends the game (game.result), 0 if it is illegal, else sigma(V logit of the position after
-    it) for the side then to move: 1 - that in a two-player game, where it is the opponent."""
-    scores, ask = [0.0] * len(boards), []
+@torch.no_grad()
+def move_values(game, right, boards, texts, gamma=1.0):
+    """Q(s, a) of the move `text` on each board by one step of TD with the critic's own V (the
+    NOTE after eq 8): the mover's result in [-1, 1] if the move ends the game (game.result), -1
+    if it is illegal (a forfeit), else -gamma V(next), the opponent then to move (one player:
+    +gamma V(next))."""
+    q, ask = torch.zeros(len(boards)), []
     for i, (b, text) in enumerate(zip(boards, texts)):
         nxt, final = game.result(b, text)
         if final is not None:
-            scores[i] = final
+            q[i] = 2 * final - 1
         elif nxt is not None:
             ask.append((i, nxt))
     if ask:
-        p = torch.sigmoid(right.score([board_ids(game, b) for _, b in ask])).tolist()
-        for (i, _), pi in zip(ask, p):
-            scores[i] = 1.0 - pi if game.PLAYERS == 2 else pi
-    return torch.tensor(scores)
+        v = 2 * torch.sigmoid(right.score([board_ids(game, b) for _, b in ask])).cpu() - 1
+        q[[i for i, _ in ask]] = (-gamma if game.PLAYERS == 2 else gamma) * v
+    return q
 
 
-def self_play(game, left, right, ref, opt_left, boards, cfg):
-    """§5.4 on a batch's positions: the left lobe samples a move at each, the critic scores it
-    (move_scores), and eq 8 updates the lobe with advantage = reward(move) - reward(V(position)),
-    a baseline the move does not change, until the critic's mean score reaches `satisfied`."""
+def move_scores(game, right, boards, texts):
+    """The critic's expected score (win 1, draw 1/2, loss 0) of each move, (Q + 1) / 2 of
+    move_values undiscounted: the final result if the move ends the game, 0 if it is illegal,
+    else sigma(V logit of the position after it) for the side then to move (1 - that in a
+    two-player game, where it is the opponent)."""
+    return (move_values(game, right, boards, texts) + 1) / 2
+
+
+def sampled_play(game, left, right, ref, opt_left, boards, cfg):
+    """§5.4 on a batch's positions, sampled: the left lobe samples a move at each, the critic
+    scores it (move_scores), and eq 8 updates the lobe with advantage = reward(move) -
+    reward(V(position)), a baseline the move does not change, until the critic's mean score
+    reaches `satisfied`."""
     ctx = [board_ids(game, b) for b in boards]
     with torch.no_grad():
         base = reward_transform(torch.sigmoid(right.score(ctx)).cpu(), cfg.reward_transform)
@@ -311,6 +343,36 @@ def self_play(game, left, right, ref, opt_left, boards, cfg):
         adv = reward_transform(p, cfg.reward_transform) - base
         actor_update(left, opt_left, ref, make_rollout(left, ctx, actions, adv, cfg), cfg)
     return cfg.self_play_max
+
+
+def every_move_play(game, left, right, ref, opt_left, opt_right, boards, cfg):
+    """§5.4 on every legal move (game.move_texts): at each position of the batch the critic
+    values every legal move (move_values), and
+      - critic_target best: the critic steps toward each position's best move's value, the
+        negamax TD backup (Q-learning's max): what bootstraps toward the value under best play,
+        where the games' returns give the value of the policies that played them
+      - the left lobe takes eq 8 in expectation over its own distribution of the moves
+        (ppo.expected_update), until the critic's expected score reaches `satisfied`
+    Returns the rounds of eq 8 and the critic's backup loss (0 without it)."""
+    boards = list(dict.fromkeys(boards))      # each once, however many games reached it
+    ctx = [board_ids(game, b) for b in boards]
+    rows = [(i, t) for i, b in enumerate(boards) for t in game.move_texts(b)]
+    group = torch.tensor([i for i, _ in rows])
+    token = torch.tensor([answer_ids(t)[0] for _, t in rows])    # a game's move is one token
+    q = move_values(game, right, [boards[i] for i, _ in rows], [t for _, t in rows], cfg.gamma)
+    loss = torch.zeros(())
+    if cfg.critic_target == "best":
+        best = torch.full((len(boards),), -1.0).scatter_reduce(0, group, q, "amax")
+        loss = critic_loss(right.score(ctx), ((best + 1) / 2).to(right.wte.weight.device))
+        optimize(right, opt_right, loss, cfg.grad_clip)
+    score = (q + 1) / 2                 # the critic's expected score of each move (move_scores)
+    for rounds in range(cfg.self_play_max):
+        cand = make_candidates(left.eval(), ref, ctx, group, token, score, cfg)
+        left.train()
+        if cand.expected.mean() >= cfg.satisfied:
+            return rounds, loss.item()
+        expected_update(left, opt_left, cand, cfg)
+    return cfg.self_play_max, loss.item()
 
 
 @torch.no_grad()
@@ -420,13 +482,17 @@ def main(cfg: Config):
                               torch.tensor([t.advantage for t in mine]), cfg)
             stats = actor_update(left, opt_left, ref, ro, cfg)
             # LOOP LOGIC: §5.4, self-play against the updated critic on this batch's positions
-            rounds = self_play(game, left, right, ref, opt_left, [t.turn.board for t in mine],
-                               cfg)
+            if cfg.self_play == "sampled":
+                rounds, loss_best = sampled_play(game, left, right, ref, opt_left,
+                                                 [t.turn.board for t in mine], cfg), 0.0
+            else:
+                rounds, loss_best = every_move_play(game, left, right, ref, opt_left, opt_right,
+                                                    [t.turn.board for t in targets], cfg)
         reward = sum(o[g % game.PLAYERS] for g, o in enumerate(outcome)) / len(outcome)  # its seat
         forfeits = sum(game.result(t.turn.board, decode_answer(t.turn.action))[0] is None
                        for t in mine)
-        stats = dict(stats, loss_right=loss_right.item(), reward=reward, forfeits=forfeits,
-                     self_play=rounds)
+        stats = dict(stats, loss_right=loss_right.item(), loss_best=loss_best, reward=reward,
+                     forfeits=forfeits, self_play=rounds)
         log.tick(left=stats["loss_left"], right=stats["loss_right"], reward=stats["reward"])
         log.log(it + 1, **stats)
         if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:

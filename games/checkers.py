@@ -186,8 +186,9 @@ PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_
 VIEW = "mover"            # the checkpoint's board_view: the lobes read learner_prompt (play.py)
 MOVE_TOKENS = 2           # a letter, then <|eos|>
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"   # more than a position has
-DEFAULTS = dict(max_iters=30, batch_size=16, gamma=0.99)   # train_games.py's budget, discount:
-                          #   a game is 20-50 of the learner's moves, so a win sooner counts more
+DEFAULTS = dict(max_iters=30, batch_size=16, gamma=0.99,   # train_games.py's budget, discount
+                self_play="sampled", critic_target="return")   # and §5.4; discounted: a game
+                          #   is 20-50 of the learner's moves, so a win sooner counts more
 EVAL_GAMES = 40           # games against each opponent at evaluation, half from each seat
 OPPONENTS = {"random": 0, "alphabeta1": 1, "alphabeta2": 2}   # name -> search depth (0: random)
 COLUMNS = [(f"{k}_{name}", f"{k} vs {name}", "{:.1%}") for name in OPPONENTS

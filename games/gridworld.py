@@ -193,7 +193,8 @@ MOVE_TOKENS = 2           # a move is one character, then <|eos|>
 VIEW = "ego"              # the checkpoint's board_view: the lobes read ego_prompt (play.py)
 RADIUS = 3                # the agent sees the 7 x 7 cells around it
 EVAL_MAPS = 200           # maps per split at evaluation
-DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9)   # train_games.py's budget, discount
+DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9,   # train_games.py's budget, discount
+                self_play="sampled", critic_target="return")   # and §5.4
 RAN_OUT = -1              # a walk that runs out of moves has lost, as in a hole: scored 0, going
                           #   round in circles would be safer than risking a hole near the goal
 COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")

@@ -290,7 +290,8 @@ MOVE_TOKENS = 2           # a move is one character, then <|eos|>
 VIEW = "mover"            # the checkpoint's board_view: the lobes read mover_prompt (play.py)
 COLUMNS = [("loss_X", "loss as X", "{:.2%}"), ("loss_O", "loss as O", "{:.2%}"),
            ("illegal", "illegal", "{:.2%}")]
-DEFAULTS = dict(max_iters=1500, batch_size=64, gamma=1.0)  # train_games.py's budget, discount
+DEFAULTS = dict(max_iters=1500, batch_size=64, gamma=1.0,  # train_games.py's budget, discount,
+                self_play="every", critic_target="best")  # and §5.4: at most 9 moves to value
 
 
 def learner_prompt(board):

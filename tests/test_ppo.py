@@ -5,7 +5,7 @@ import torch
 
 import ppo
 from common import frozen
-from data.tokenizer import PAD
+from data.tokenizer import PAD, encode
 from idl import speak
 from lobes import answer_logprobs, prompt_ids
 from train_actor_critic import Config   # either script's Config: the same PPO fields
@@ -65,3 +65,26 @@ def test_kl_to_the_reference_is_zero_for_the_same_policy_and_positive_after_an_u
     assert abs(kl.item()) < 1e-6
     ppo.actor_update(sharp_lobe, torch.optim.SGD(sharp_lobe.parameters(), lr=0.1), ref, ro, cfg)
     assert ppo.ppo_step(sharp_lobe, ref, ro, cfg)[2].item() > 1e-6
+
+
+def test_expected_step_is_the_policy_gradient_summed_over_every_candidate(sharp_lobe):
+    cfg = Config(temperature=1.0, kl_coef=0.0)
+    ctx = [prompt_ids("12+3"), prompt_ids("4")]
+    group, token = torch.tensor([0, 0, 0, 1]), torch.tensor(encode("579") + encode("4"))
+    value = torch.tensor([1.0, 0.0, 0.5, 0.3])
+    cand = ppo.make_candidates(sharp_lobe, None, ctx, group, token, value, cfg)
+    assert cand.advantages[3] == 0.0                # a lone candidate is its own baseline
+    loss, ratio, _ = ppo.expected_step(sharp_lobe, cand, cfg)
+    assert ratio.item() == 1.0                      # the first update's ratio, exactly
+    params = [p for n, p in sharp_lobe.named_parameters()
+              if not n.startswith(("score_head", "judge_weight"))]             # the LM only
+    # by hand: -(1/n) sum_x sum_a grad pi(a | x) (v_a - b_x), b_x = E_pi[v] over x's candidates,
+    # each context run alone (no padding) through the full softmax
+    probs = [torch.softmax(sharp_lobe(torch.tensor([c]))[0][0, -1], -1) for c in ctx]
+    pi = torch.stack([probs[g][t] for g, t in zip(group.tolist(), token.tolist())])
+    b = torch.stack([(pi * value)[group == g].sum() / pi[group == g].sum() for g in (0, 1)])
+    by_hand = -(pi * (value - b.detach()[group])).sum() / len(ctx)
+    for a, h in zip(torch.autograd.grad(loss, params), torch.autograd.grad(by_hand, params)):
+        torch.testing.assert_close(a, h)
+    ppo.expected_update(sharp_lobe, torch.optim.SGD(sharp_lobe.parameters(), lr=0.1), cand, cfg)
+    assert abs(ppo.expected_step(sharp_lobe, cand, cfg)[1].item() - 1.0) > 1e-4     # it moved

@@ -31,6 +31,36 @@ def test_move_scores_win_draw_illegal_and_the_critic_for_the_rest(tiny_lobe):
     assert 0 < s[1] < 1
 
 
+def test_move_values_are_one_td_step_results_undiscounted(tiny_lobe):
+    right = tiny_lobe
+
+    def v(game, board):
+        return 2 * torch.sigmoid(right.score([tg.board_ids(game, board)]))[0].item() - 1
+    # X completes a row; goes on with O to move; an occupied cell; the last cell draws
+    q = tg.move_values(ttt, right, ["xx.oo....", "xx.oo....", "xx.oo....", ".oooxxxxo"],
+                       ["3", "6", "1", "1"], gamma=0.5)
+    assert q[0] == 1.0 and q[2] == -1.0 and q[3] == 0.0       # results are not discounted
+    assert math.isclose(q[1].item(), -0.5 * v(ttt, "xx.oox..."), rel_tol=1e-5)     # negamax
+    # one player: + gamma V(next); the goal is +1, a hole -1
+    q = tg.move_values(gw, right, ["HA.\n.G."] * 3, ["d", "l", "r"], gamma=0.9)
+    assert q[0] == 1.0 and q[1] == -1.0
+    assert math.isclose(q[2].item(), 0.9 * v(gw, "H+A\n.G."), rel_tol=1e-5)
+
+
+def test_every_move_play_backs_the_critic_up_to_the_best_move(tiny_cfg):
+    from lobes import Lobe
+    torch.manual_seed(0)
+    left, right = Lobe(tiny_cfg), Lobe(tiny_cfg)
+    cfg = tg.Config(kl_coef=0.0)                   # tic-tac-toe: self_play every, target best
+    boards = ["xx.oo....", ".oooxxxxo", "xx.oo...."]       # a win among X's moves; a forced draw
+    s = right.score([tg.board_ids(ttt, b) for b in boards[:2]]).detach()
+    p = torch.sigmoid(s)                                    # BCE toward 1 and toward 1/2
+    by_hand = (-torch.log(p[0]) - 0.5 * torch.log(p[1]) - 0.5 * torch.log(1 - p[1])) / 2
+    sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.1)
+    rounds, loss = tg.every_move_play(ttt, left, right, None, sgd(left), sgd(right), boards, cfg)
+    assert rounds == 1 and math.isclose(loss, by_hand.item(), rel_tol=1e-5)
+
+
 def test_td_targets_are_negamax_over_plies_with_eq9_weights_per_seat():
     # X moves, O moves, X moves and wins; V is each mover's expected result
     h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(1, "b1"), tg.Turn(0, "b2", [1], [2])]
@@ -122,12 +152,17 @@ def test_each_game_fills_in_its_own_budget_and_discount():
     assert (ttt_cfg.max_iters, ttt_cfg.batch_size, ttt_cfg.gamma) == (1500, 64, 1.0)
     assert (gw_cfg.max_iters, gw_cfg.batch_size, gw_cfg.gamma) == (300, 16, 0.9)
     assert gw_cfg.out_dir == "out/gridworld"
+    assert (ttt_cfg.self_play, ttt_cfg.critic_target) == ("every", "best")
+    assert (gw_cfg.self_play, gw_cfg.critic_target) == ("sampled", "return")
     assert tg.Config(game="gridworld", gamma=0.5, batch_size=3).batch_size == 3     # given: kept
 
 
 def test_bad_options_are_one_line_usage_errors():
     for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
-                dict(reward_transform="exp"), dict(game="chess"), dict(warm_moves="best")):
+                dict(reward_transform="exp"), dict(game="chess"), dict(warm_moves="best"),
+                dict(self_play="all"), dict(critic_target="max"),
+                dict(self_play="sampled", critic_target="best"),          # best values every move
+                dict(self_play="every", reward_transform="logD")):       # every reads D itself
         with pytest.raises(UsageError):
             tg.Config(**bad)                  # checked as it is built
 
@@ -194,8 +229,9 @@ def test_gridworld_evaluate_splits_walks_into_success_illegal_and_ran_out(monkey
 
 def test_smoke_gridworld_run(tmp_path, monkeypatch):
     monkeypatch.setattr(gw, "EVAL_MAPS", 6)
-    rows = tg.main(tg.Config(game="gridworld", out_dir=str(tmp_path), **TINY_GAMES))
-    assert [r["iter"] for r in rows] == [0, 1, 2]
+    rows = tg.main(tg.Config(game="gridworld", out_dir=str(tmp_path), self_play="every",
+                             critic_target="best", **TINY_GAMES))      # one player: + gamma V
+    assert [r["iter"] for r in rows] == [0, 1, 2] and rows[-1]["loss_best"] > 0
     assert all(0 <= r[k] <= 1 for r in rows for k in ("success_test", "F_success_ood"))
     assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "ego"
     with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
