@@ -61,14 +61,19 @@ def ppo_step(left, ref, ro, cfg):
     return loss, ((ratio * mask).sum() / mask.sum()).detach(), kl.detach()
 
 
-def actor_update(left, opt_left, ref, ro, cfg):
-    """ppo_epochs updates on one rollout (Alg 2 lines 19-20, 28); the first update's stats."""
+def epochs(step, left, opt_left, cfg):
+    """ppo_epochs updates by step() -> (loss, ratio, KL); the first update's stats."""
     first = None
     for _ in range(cfg.ppo_epochs):
-        loss, ratio, kl = ppo_step(left, ref, ro, cfg)
+        loss, ratio, kl = step()
         optimize(left, opt_left, loss, cfg.grad_clip)
         first = first or dict(loss_left=loss.item(), ratio=ratio.item(), kl=kl.item())
     return first
+
+
+def actor_update(left, opt_left, ref, ro, cfg):
+    """ppo_epochs updates on one rollout (Alg 2 lines 19-20, 28); the first update's stats."""
+    return epochs(lambda: ppo_step(left, ref, ro, cfg), left, opt_left, cfg)
 
 
 def next_token_logprobs(model, contexts, temperature):
@@ -126,9 +131,4 @@ def expected_step(left, cand, cfg):
 
 def expected_update(left, opt_left, cand, cfg):
     """ppo_epochs updates of eq 8 in expectation (expected_step); the first update's stats."""
-    first = None
-    for _ in range(cfg.ppo_epochs):
-        loss, ratio, kl = expected_step(left, cand, cfg)
-        optimize(left, opt_left, loss, cfg.grad_clip)
-        first = first or dict(loss_left=loss.item(), ratio=ratio.item(), kl=kl.item())
-    return first
+    return epochs(lambda: expected_step(left, cand, cfg), left, opt_left, cfg)
