@@ -107,8 +107,14 @@ def make_player(name, cfg, game_name):
                              temperature=cfg.temperature)
         wide = cfg.system in ("E", "G")
         view = None if wide else load_lobes(cfg.ckpt, "cpu")[2].get("board_view")
+        if not view:
+            return lobe_player(system)
         # a checkpoint of train_games.py reads the board as games.<game>.learner_prompt shows it
-        return lobe_player(system, importlib.import_module(f"games.{game_name}") if view else None)
+        module = importlib.import_module(f"games.{game_name}")
+        if view != module.VIEW:
+            raise UsageError(f"{cfg.ckpt} reads the board as {view!r}, {game_name} today writes "
+                             f"it as {module.VIEW!r}: train it again with train_games.py")
+        return lobe_player(system, module)
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
         if not hasattr(module, "optimal_player"):

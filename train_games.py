@@ -33,10 +33,12 @@ reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, mov
 BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2; a
 tic-tac-toe run ends by listing the positions A's exact losses come from (games.tictactoe.explain).
 What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
-result, evaluate, ...): a gridworld walker sees the 7 x 7 cells around it and the goal's
-direction, the same text on any map, and has one seat, so the opponent and openings options are
-the two-player games'; a checkers lobe reads the board turned to its side and its lettered legal
-moves, and answers with a letter (the 'optimal' opponent there is alpha-beta at depth 2).
+result, evaluate, ...): a tic-tac-toe lobe reads the board from the mover's side and turned
+into one fixed image of its 8 symmetric ones, and names its move in that frame; a gridworld
+walker sees the 7 x 7 cells around it and the goal's direction, the same text on any map, and
+has one seat, so the opponent and openings options are the two-player games'; a checkers lobe
+reads the board turned to its side and its lettered legal moves, and answers with a letter (the
+'optimal' opponent there is alpha-beta at depth 2).
 
     $ python train_games.py                                  # CPU, minutes
     $ python train_games.py --game=gridworld
@@ -187,7 +189,8 @@ def game_of(cfg):
 
 def board_ids(game, board):
     """<|bos|> what the lobe sees of the board <|sep|>: tic-tac-toe from the mover's side (its
-    own marks are x, so both seats share what they learn), gridworld around the agent."""
+    own marks are x, so both seats share what they learn) up to symmetry, gridworld around the
+    agent."""
     return prompt_ids(game.learner_prompt(board))
 
 
@@ -227,12 +230,12 @@ def warm_start(cfg, device):
     if cfg.init_from == "warm" and not os.path.exists(path):
         move_sft(cfg, device, path)
     left, right, ckpt = load_lobes(path, device, cfg.game)
-    made = ckpt["config"]
+    made, view = ckpt["config"], ckpt.get("board_view", game_of(cfg).VIEW)
     stale = [f"--{k}={made[k]}" for k in WARM_KEYS
              if cfg.init_from == "warm" and made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
-    if stale:
-        raise UsageError(f"{path} was made with {' '.join(stale)}: pick another --out_dir or "
-                         "delete it")
+    if stale or view != game_of(cfg).VIEW:
+        made_with = " ".join(stale) or f"lobes that read the board as {view!r}"
+        raise UsageError(f"{path} was made with {made_with}: pick another --out_dir or delete it")
     return left.train(), right.train(), ckpt, path
 
 

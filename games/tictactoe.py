@@ -6,7 +6,9 @@ optimal move) built on it lives in data/tasks.py.
 A board is a 9-character string, row-major, 'x', 'o' or '.': "x.o.x...o". X moves first, so
 the side to move is X when the counts of x and o are equal, else O. Cells are numbered 1-9
 row-major for players and prompts; inside the code a move is the cell index 0-8. A board as a
-prompt is written in rows: "x.o|.x.|..o".
+prompt is written in rows: "x.o|.x.|..o". The lobes of train_games.py see a board in their own
+frame (learner_frame: from the side to move, turned and mirrored into one fixed image of its 8)
+and name cells in that frame (board_move turns their text into the board's move).
 
 A move is *optimal* when it keeps the minimax value (win / draw / loss); the value ignores how
 soon the game ends, so a slow win is as optimal as a quick one, and in a lost position every move
@@ -190,7 +192,7 @@ def play_batch(n_games, opponents, mover, rng, starts=None):
         mine = [g for g in seat if seat[g] in learner[g]]
         for g, (text, note) in zip(mine, mover([boards[g] for g in mine]) if mine else []):
             history[g].append((seat[g], boards[g], note))
-            m = read_move(text)
+            m = read_move(board_move(boards[g], text))
             if m not in moves(boards[g]):                   # forfeit: the mover loses
                 outcome[g] = (-1, 1) if seat[g] == 0 else (1, -1)
             else:
@@ -269,9 +271,30 @@ def mover_view(board):
     return board if mark_to_move(board) == "x" else board.translate(str.maketrans("xo", "ox"))
 
 
-def mover_prompt(board):
-    """A board as a prompt from the side to move: how train_games.py's lobes read it."""
-    return to_prompt(mover_view(board))
+def _symmetries():
+    """The 8 symmetries of the square as cell permutations p (the board seen through p is
+    board[p[0]] board[p[1]] ...): the closure of a quarter turn and a mirror."""
+    found, todo = set(), [tuple(range(9))]
+    while todo:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo += [tuple(p[q] for q in g) for g in ((6, 3, 0, 7, 4, 1, 8, 5, 2),
+                                                    (2, 1, 0, 5, 4, 3, 8, 7, 6))]
+    return sorted(found)
+
+
+SYMMETRIES = _symmetries()
+
+
+@lru_cache(maxsize=None)
+def learner_frame(board):
+    """How train_games.py's lobes see a board: from the side to move (mover_view), turned and
+    mirrored into the least of its 8 symmetric images (a fixed representative: 765 classes for
+    the 5,478 positions, so a lobe learns each once). Returns that board and its permutation p:
+    the learner's cell i is the board's cell p[i]."""
+    view = mover_view(board)
+    return min(("".join(view[j] for j in p), p) for p in SYMMETRIES)
 
 
 def from_prompt(prompt):
@@ -287,7 +310,7 @@ def from_prompt(prompt):
 
 PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_targets)
 MOVE_TOKENS = 2           # a move is one character, then <|eos|>
-VIEW = "mover"            # the checkpoint's board_view: the lobes read mover_prompt (play.py)
+VIEW = "symmetric"        # the checkpoint's board_view: the lobes read learner_prompt (play.py)
 COLUMNS = [("loss_X", "loss as X", "{:.2%}"), ("loss_O", "loss as O", "{:.2%}"),
            ("illegal", "illegal", "{:.2%}")]
 DEFAULTS = dict(max_iters=1500, batch_size=64, gamma=1.0,  # train_games.py's budget, discount,
@@ -295,8 +318,17 @@ DEFAULTS = dict(max_iters=1500, batch_size=64, gamma=1.0,  # train_games.py's bu
 
 
 def learner_prompt(board):
-    """mover_prompt of a board, or of the game's rendering 'x.o|.x.|..o' (play.py's lobe player)."""
-    return mover_prompt(board.replace("|", ""))
+    """How train_games.py's lobes read a board, or the game's rendering 'x.o|.x.|..o' (play.py's
+    lobe player): in the learner's frame (learner_frame), as rows."""
+    return to_prompt(learner_frame(board.replace("|", ""))[0])
+
+
+def board_move(board, text):
+    """The move a learner's text names on the board itself: its cell i in the learner's frame is
+    the board's cell p[i] (learner_frame); text naming no cell is kept as it is (a forfeit)."""
+    board = board.replace("|", "")
+    m = read_move(text)
+    return text if m is None else str(learner_frame(board)[1][m] + 1)
 
 
 def warm_positions(rng):
@@ -304,9 +336,15 @@ def warm_positions(rng):
     return sorted(b for b in reachable_positions() if not is_over(b))
 
 
+def learner_text(board, m):
+    """What the learner writes for the board's cell m: its number 1-9 in the learner's frame."""
+    return str(learner_frame(board)[1].index(m) + 1)
+
+
 def move_texts(board, optimal=False):
-    """The legal moves of a board as the lobe writes them ('1'-'9'), or only the optimal ones."""
-    return [str(m + 1) for m in (optimal_moves if optimal else moves)(board)]
+    """The legal moves of a board as the lobe writes them (learner_text), or only the optimal
+    ones."""
+    return [learner_text(board, m) for m in (optimal_moves if optimal else moves)(board)]
 
 
 def starts(n, rng, openings):
@@ -324,7 +362,7 @@ def starts(n, rng, openings):
 def result(board, text):
     """What the move `text` does: (the board after it, the mover's final score: 1 won, 0.5 drawn,
     None while the game goes on); an illegal or unreadable move is (None, 0.0), a forfeit."""
-    m = read_move(text)
+    m = read_move(board_move(board, text))
     if m not in moves(board):
         return None, 0.0
     nxt = after(board, m)
@@ -335,7 +373,7 @@ def move_table(choose):
     """The policy choose(boards) -> move texts, asked once for all 4,520 positions not over, as
     {board: cell 0-8, or None where its text names no cell}."""
     boards = warm_positions(None)
-    return {b: read_move(t) for b, t in zip(boards, choose(boards))}
+    return {b: read_move(board_move(b, t)) for b, t in zip(boards, choose(boards))}
 
 
 def evaluate(choose):

@@ -91,7 +91,7 @@ def test_blunders_are_where_the_exact_losses_come_from():
     assert len(found) == 17 and [r for r, _, _ in found] == sorted([r for r, _, _ in found])[::-1]
     assert sum(r for r, _, _ in found) == ttt.exact_outcome(first_cell_early, 1)["loss"] < 1
     assert ttt.blunders(lambda board: 4, seat=0)[-1][2] == 4      # illegal moves are blunders too
-    text = ttt.explain(lambda boards: [str(edge_after_corner(b) + 1) for b in boards])
+    text = ttt.explain(lambda boards: [ttt.learner_text(b, edge_after_corner(b)) for b in boards])
     assert "as O: 1 losing move, reached in 11.11% of games" in text
     assert "x..|...|... (O to move) played 2, optimal 5" in text
 

@@ -41,6 +41,15 @@ def test_a_match_between_a_network_and_the_optimal_player_reports_w_d_l(ckpt, ca
     assert "W 0 / D" in out and "lost by illegal moves" in out  # an untrained lobe never beats it
 
 
+def test_a_game_checkpoint_read_with_another_view_is_a_usage_error(tmp_path, cli):
+    torch.manual_seed(0)
+    path = str(tmp_path / "ckpt.pt")
+    cfg = LobeConfig(n_layer=1, n_head=2, n_embd=32)
+    save_lobes(path, Lobe(cfg), Lobe(cfg), task="tictactoe", board_view="rows")
+    r = cli("play.py", f"--ckpt={path}", "--game=tictactoe", "--you=lobe", "--opponent=random")
+    assert r.returncode == 2 and "reads the board as 'rows'" in r.stderr, r.stderr
+
+
 def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
     from wide import WideConfig, WideSLN, save_wide
     torch.manual_seed(0)
@@ -70,7 +79,7 @@ def test_lobe_player_reads_the_board_from_the_mover_side_when_trained_so():
     game.play(0)                                      # X in the corner: O to move
     for module in (tictactoe, None):
         assert play.lobe_player(Echo("5"), module)(game, None) == "5"
-    assert seen == ["o..|...|...", "x..|...|..."]     # train_games.py's view, then the board's
+    assert seen == ["...|...|..o", "x..|...|..."]     # train_games.py's view, then the board's
     game = checkers.Checkers()
     game.play(game.legal_moves()[0])                  # 9-13: white to move, its board turned
     move = play.lobe_player(Echo("g"), checkers)(game, None)     # its letter for 12-16

@@ -23,7 +23,7 @@ def test_move_scores_win_draw_illegal_and_the_critic_for_the_rest(tiny_lobe):
     right = tiny_lobe
     boards = ["xx.oo....", "xoxxoo.x.", "xx.oo....", "x........", ".oooxxxxo"]
     # X completes a row; a legal move; an occupied cell; legal; the draw
-    texts = ["3", "7", "1", "5", "1"]
+    texts = [ttt.learner_text(b, m) for b, m in zip(boards, [2, 6, 0, 4, 0])]  # the lobe's frame
     s = tg.move_scores(ttt, right, boards, texts)
     assert s[0] == 1.0 and s[2] == 0.0 and s[4] == 0.5
     p = torch.sigmoid(right.score([tg.board_ids(ttt, "x...o....")]))[0]
@@ -37,8 +37,9 @@ def test_move_values_are_one_td_step_results_undiscounted(tiny_lobe):
     def v(game, board):
         return 2 * torch.sigmoid(right.score([tg.board_ids(game, board)]))[0].item() - 1
     # X completes a row; goes on with O to move; an occupied cell; the last cell draws
-    q = tg.move_values(ttt, right, ["xx.oo....", "xx.oo....", "xx.oo....", ".oooxxxxo"],
-                       ["3", "6", "1", "1"], gamma=0.5)
+    boards = ["xx.oo....", "xx.oo....", "xx.oo....", ".oooxxxxo"]
+    texts = [ttt.learner_text(b, m) for b, m in zip(boards, [2, 5, 0, 0])]
+    q = tg.move_values(ttt, right, boards, texts, gamma=0.5)
     assert q[0] == 1.0 and q[2] == -1.0 and q[3] == 0.0       # results are not discounted
     assert math.isclose(q[1].item(), -0.5 * v(ttt, "xx.oox..."), rel_tol=1e-5)     # negamax
     # one player: + gamma V(next); the goal is +1, a hole -1
@@ -79,12 +80,17 @@ def test_td_targets_are_negamax_over_plies_with_eq9_weights_per_seat():
     assert [t.weight for t in td] == [1.0, 1.0, 1.0]
 
 
-def test_mover_view_swaps_marks_when_o_is_to_move():
+def test_the_learner_sees_the_board_from_the_mover_side_up_to_symmetry():
     from games.tictactoe import mover_view
     assert mover_view("x........") == "o........"          # O to move: its marks become x
     assert mover_view("xo.......") == "xo......."          # X to move: as it is
-    assert ttt.learner_prompt("xx.o.....") == "oo.|x..|..."
-    assert ttt.learner_prompt("xx.|o..|...") == "oo.|x..|..."       # the rendered board too
+    # O to move: its marks as x, then the least of the 8 turned and mirrored images
+    assert ttt.learner_prompt("xx.o.....") == "...|..o|.xo"
+    for image in ("xx.|o..|...", ".xx..o...", "...o..xx.", "xo.x....."):   # rendered, mirrored,
+        assert ttt.learner_prompt(image) == "...|..o|.xo"                   # turned: one prompt
+    assert len({ttt.learner_frame(b)[0] for b in ttt.reachable_positions()}) == 765
+    b = "xx.o....."
+    assert [ttt.board_move(b, t) for t in ttt.move_texts(b)] == [str(m + 1) for m in moves(b)]
 
 
 def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
@@ -96,7 +102,8 @@ def test_play_games_forfeits_illegal_moves_and_ends_every_game(tiny_lobe):
         assert out in [(1, -1), (-1, 1), (0, 0)]
         last = h[-1]
         lobe_moved = last.context is not None
-        if lobe_moved and read_move(decode_answer(last.action)) not in moves(last.board):
+        said = decode_answer(last.action) if lobe_moved else ""
+        if lobe_moved and read_move(ttt.board_move(last.board, said)) not in moves(last.board):
             assert out[last.seat] == -1                             # the untrained lobe forfeits
         lobe_seats = {t.seat for t in h if t.context is not None}
         assert lobe_seats <= ({0, 1} if g // 2 % 3 == 2 else {g % 2})
@@ -125,7 +132,7 @@ def test_critic_moves_play_the_first_move_the_critic_accepts(tiny_lobe):
     assert again == texts2                               # seeded: a board always gets one move
 
 
-def test_smoke_games_run_and_exact_resume(tmp_path, capsys):
+def test_smoke_games_run_and_exact_resume(tmp_path, capsys, monkeypatch):
     a = tg.main(tg.Config(out_dir=str(tmp_path / "a"), **TINY_GAMES))
     # the run ends with where A's exact losses come from: its blunders sum to the last row's
     printed = capsys.readouterr().out
@@ -135,7 +142,7 @@ def test_smoke_games_run_and_exact_resume(tmp_path, capsys):
     assert [r["iter"] for r in a] == [0, 1, 2] and a[1]["ratio"] == 1.0
     assert all(0 <= r["loss_X"] <= 1 and 0 <= r["loss_O"] <= 1 for r in a)
     assert (tmp_path / "a" / "ckpt.pt").exists() and (tmp_path / "a" / "warm" / "ckpt.pt").exists()
-    assert torch.load(tmp_path / "a" / "ckpt.pt", weights_only=False)["board_view"] == "mover"
+    assert torch.load(tmp_path / "a" / "ckpt.pt", weights_only=False)["board_view"] == "symmetric"
     assert {"F_loss_X", "F_loss_O", "F_attempts"} <= set(a[-1])          # A and F, exactly
     tg.main(tg.Config(out_dir=str(tmp_path / "b"), **{**TINY_GAMES, "max_iters": 1}))
     b = tg.main(tg.Config(out_dir=str(tmp_path / "b"), init_from="resume", **TINY_GAMES))
@@ -145,6 +152,9 @@ def test_smoke_games_run_and_exact_resume(tmp_path, capsys):
     for other in (dict(seed=1), dict(warm_moves="optimal")):
         with pytest.raises(UsageError, match="was made with"):
             tg.main(tg.Config(out_dir=str(tmp_path / "a"), **{**TINY_GAMES, **other}))
+    monkeypatch.setattr(ttt, "VIEW", "rows")       # nor lobes that learned another board view
+    with pytest.raises(UsageError, match="read the board as 'symmetric'"):
+        tg.main(tg.Config(out_dir=str(tmp_path / "a"), **TINY_GAMES))
 
 
 def test_each_game_fills_in_its_own_budget_and_discount():
