@@ -180,8 +180,9 @@ def play_batch(n_games, opponents, mover, rng, starts=None):
     starts[g] (positions not over). Game g: the learner sits at seat g % 2 against
     opponents[(g // 2) % len(opponents)]: 'random', 'optimal', or 'self' (it plays both seats).
     mover(boards) -> [(move text, note)] moves in every game where the learner is to move at
-    once. Returns history[g] = [(seat, board, note)] (note None for the opponent's moves)
-    and outcome[g] = (r_X, r_O) in {+1, 0, -1}; an unreadable or illegal move loses on the spot."""
+    once, each text in the learner's frame (board_move). Returns history[g] = [(seat, board,
+    note)] (note None for the opponent's moves) and outcome[g] = (r_X, r_O) in {+1, 0, -1}; an
+    unreadable or illegal move loses on the spot."""
     boards = list(starts) if starts else [EMPTY] * n_games
     history, outcome = [[] for _ in range(n_games)], [None] * n_games
     kinds = [opponents[(g // 2) % len(opponents)] for g in range(n_games)]
