@@ -230,10 +230,11 @@ def warm_start(cfg, device):
     if cfg.init_from == "warm" and not os.path.exists(path):
         move_sft(cfg, device, path)
     left, right, ckpt = load_lobes(path, device, cfg.game)
-    made, view = ckpt["config"], ckpt.get("board_view", game_of(cfg).VIEW)
+    made, want = ckpt["config"], game_of(cfg).VIEW
+    view = ckpt.get("board_view", want)
     stale = [f"--{k}={made[k]}" for k in WARM_KEYS
              if cfg.init_from == "warm" and made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
-    if stale or view != game_of(cfg).VIEW:
+    if stale or view != want:
         made_with = " ".join(stale) or f"lobes that read the board as {view!r}"
         raise UsageError(f"{path} was made with {made_with}: pick another --out_dir or delete it")
     return left.train(), right.train(), ckpt, path
