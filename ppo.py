@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from common import optimize
 from ranks import share
-from lobes import answer_logprobs, pad_right
+from lobes import answer_logprobs, distinct, pad_right, spread
 from losses import ppo_clip_loss, token_kl
 
 
@@ -77,11 +77,14 @@ def actor_update(left, opt_left, ref, ro, cfg):
 
 
 def next_token_logprobs(model, contexts, temperature):
-    """log softmax(logits / temperature) of the token after each context: (B, V)."""
+    """log softmax(logits / temperature) of the token after each context: (B, V); a context met
+    more than once is computed once (lobes.distinct)."""
+    keep, at = distinct(tuple(c) for c in contexts)
+    contexts = [contexts[i] for i in keep]
     idx, lengths = pad_right(contexts, model.wte.weight.device)
     logits, _ = model(idx)
     last = logits[torch.arange(len(contexts), device=idx.device), lengths - 1]
-    return F.log_softmax(last.float() / temperature, dim=-1)
+    return spread(F.log_softmax(last.float() / temperature, dim=-1), at)
 
 
 @dataclass
