@@ -221,12 +221,10 @@ class Lobe(nn.Module):
 
     # ---- scores --------------------------------------------------------------
     def score(self, seqs):
-        """The score logit of each sequence (a list of token lists) at its last token: (B,);
-        a sequence met more than once is computed once (distinct)."""
-        keep, at = distinct(tuple(s) for s in seqs)
-        idx, lengths = pad_right([seqs[i] for i in keep], self.wte.weight.device)
+        """The score logit of each sequence (a list of token lists) at its last token: (B,)."""
+        idx, lengths = pad_right(seqs, self.wte.weight.device)
         _, scores = self(idx, score=True)
-        return spread(scores.gather(1, (lengths - 1)[:, None]).squeeze(1), at)
+        return scores.gather(1, (lengths - 1)[:, None]).squeeze(1)
 
     # ---- generation ----------------------------------------------------------
     @torch.no_grad()
@@ -319,7 +317,7 @@ def pad_right(seqs, device):
 
 def distinct(keys):
     """Where each distinct key (hashable) first occurs, and for every key which of those it is:
-    a batch of game positions repeats many, and a forward pass per copy is waste."""
+    where a batch repeats itself (a game's positions), one forward pass per copy is waste."""
     keys, first = list(keys), {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
@@ -344,15 +342,12 @@ def span_mask(starts, lengths, T, device):
 def teacher_forced(model, prompts, answers):
     """One teacher-forced pass over prompt + answer token lists, the forward pass of eq 1, PPO's
     ratio (eq 8) and SPIN's log-likelihoods: logits (B, T, V), where position t predicts token
-    t + 1, the tokens it predicts (B, T), and mask (B, T), 1 exactly on answer tokens. A pair
-    met more than once is computed once (distinct)."""
+    t + 1, the tokens it predicts (B, T), and mask (B, T), 1 exactly on answer tokens."""
     dev = model.wte.weight.device
-    keep, at = distinct((tuple(p), tuple(a)) for p, a in zip(prompts, answers))
-    prompts, answers = [prompts[i] for i in keep], [answers[i] for i in keep]
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], dev)
     logits, _ = model(idx[:, :-1])
     mask = span_mask([len(p) - 1 for p in prompts], [len(a) for a in answers], idx.size(1) - 1, dev)
-    return spread(logits, at), spread(idx[:, 1:], at), spread(mask, at)
+    return logits, idx[:, 1:], mask
 
 
 def answer_logprobs(model, prompts, answers, temperature=1.0):

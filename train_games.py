@@ -61,7 +61,7 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
 from idl import speak
-from lobes import Lobe, LobeConfig, answer_ids, prompt_ids, teacher_forced
+from lobes import Lobe, LobeConfig, answer_ids, distinct, prompt_ids, spread, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
 from ppo import actor_update, expected_update, make_candidates, make_rollout
 from sln import load_lobes
@@ -194,6 +194,15 @@ def board_ids(game, board):
     return prompt_ids(game.learner_prompt(board))
 
 
+def board_scores(game, right, boards):
+    """The critic's score logit of each board (B,), each distinct prompt computed once: a batch
+    of games revisits positions (tic-tac-toe: ~1,160 positions a move away, ~440 classes up to
+    symmetry), and copies share a score and sum their gradients (lobes.distinct, spread)."""
+    seqs = [board_ids(game, b) for b in boards]
+    keep, at = distinct(tuple(s) for s in seqs)
+    return spread(right.score([seqs[i] for i in keep]), at)
+
+
 def move_sft(cfg, device, path):
     """The games warm start: a lobe trained with eq 1 on uniformly drawn positions, each with a
     uniformly drawn legal move (warm_moves=random: the format and the rules, no strategy) or
@@ -258,7 +267,7 @@ def play_games(game, left, n_games, opponents, cfg, rng):
 def values_of(game, right, history):
     """V(s) in [-1, 1] of every position of every game, in order: 2 sigma(score) - 1, the
     expected result of the side to move."""
-    scores = right.score([board_ids(game, t.board) for h in history for t in h])
+    scores = board_scores(game, right, [t.board for h in history for t in h])
     return 2 * torch.sigmoid(scores).cpu() - 1
 
 
@@ -298,7 +307,7 @@ def critic_step(game, right, targets):
     seats and every player's positions."""
     dev = right.wte.weight.device
     ret, w = torch.tensor([t.ret for t in targets]), torch.tensor([t.weight for t in targets])
-    scores = right.score([board_ids(game, t.turn.board) for t in targets])
+    scores = board_scores(game, right, [t.turn.board for t in targets])
     return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
 
 
@@ -316,7 +325,7 @@ def move_values(game, right, boards, texts, gamma=1.0):
         elif nxt is not None:
             ask.append((i, nxt))
     if ask:
-        v = 2 * torch.sigmoid(right.score([board_ids(game, b) for _, b in ask])).cpu() - 1
+        v = 2 * torch.sigmoid(board_scores(game, right, [b for _, b in ask])).cpu() - 1
         q[[i for i, _ in ask]] = (-gamma if game.PLAYERS == 2 else gamma) * v
     return q
 
@@ -336,7 +345,8 @@ def sampled_play(game, left, right, ref, opt_left, boards, cfg):
     reaches `satisfied`."""
     ctx = [board_ids(game, b) for b in boards]
     with torch.no_grad():
-        base = reward_transform(torch.sigmoid(right.score(ctx)).cpu(), cfg.reward_transform)
+        base = reward_transform(torch.sigmoid(board_scores(game, right, boards)).cpu(),
+                                cfg.reward_transform)
     for rounds in range(cfg.self_play_max):
         with torch.no_grad():
             texts, actions, _ = speak(left.eval(), ctx, game.MOVE_TOKENS, cfg.temperature)
@@ -367,7 +377,8 @@ def every_move_play(game, left, right, ref, opt_left, opt_right, boards, cfg):
     loss = torch.zeros(())
     if cfg.critic_target == "best":
         best = torch.full((len(boards),), -1.0).scatter_reduce(0, group, q, "amax")
-        loss = critic_loss(right.score(ctx), ((best + 1) / 2).to(right.wte.weight.device))
+        loss = critic_loss(board_scores(game, right, boards),
+                           ((best + 1) / 2).to(right.wte.weight.device))
         optimize(right, opt_right, loss, cfg.grad_clip)
     score = (q + 1) / 2                 # the critic's expected score of each move (move_scores)
     for rounds in range(cfg.self_play_max):

@@ -48,6 +48,19 @@ def test_move_values_are_one_td_step_results_undiscounted(tiny_lobe):
     assert math.isclose(q[2].item(), 0.9 * v(gw, "H+A\n.G."), rel_tol=1e-5)
 
 
+def test_board_scores_run_each_class_of_positions_once(tiny_lobe):
+    # a position, a turned image of it (the same prompt up to symmetry) and another position
+    boards = ["x........", "..x......", "x........", "....x...."]
+    assert tg.board_ids(ttt, boards[0]) == tg.board_ids(ttt, boards[1])
+    rows = []
+    hook = tiny_lobe.wte.register_forward_hook(lambda m, i, o: rows.append(i[0].size(0)))
+    got = tg.board_scores(ttt, tiny_lobe, boards)
+    hook.remove()
+    assert rows == [2]                                          # one forward pass, two prompts
+    want = tiny_lobe.score([tg.board_ids(ttt, b) for b in boards])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
 def test_every_move_play_backs_the_critic_up_to_the_best_move(tiny_cfg):
     from lobes import Lobe
     torch.manual_seed(0)
