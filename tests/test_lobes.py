@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from data.tokenizer import BOS, EOS, PAD, SEP, VALENCE
-from lobes import (answer_ids, answer_logprobs, answer_scores, distinct, pad_right, prompt_ids, rope,
-                   rope_table, sequence_logprob, soft_tokens, spread, teacher_forced)
+from lobes import (answer_ids, answer_logprobs, answer_scores, distinct, pad_right, prompt_ids,
+                   rope, rope_table, sequence_logprob, soft_tokens, spread, teacher_forced)
 from losses import sft_loss
 
 # prompts of different lengths, so a batch of them is left-padded (lengths 7, 3, 15, 11, 8)
