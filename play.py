@@ -88,9 +88,10 @@ def show_wide(system, task, question):
 
 def lobe_player(system, module=None):
     """A game player backed by a network: the board text is the prompt, the answer the move.
-    A lobe of train_games.py reads its own view of the board (module.learner_prompt: tic-tac-toe
-    and checkers from the side to move, gridworld around the agent); a checkers lobe answers
-    with the letter of a listed move, which module.board_move turns into the board's move."""
+    A lobe of train_games.py reads its own view of the board (module.learner_prompt: tic-tac-toe,
+    checkers and chess from the side to move, gridworld around the agent); a checkers or chess
+    lobe answers with the label of a listed move, which module.board_move turns into the
+    board's move."""
     def player(game, rng):
         board = game.render()
         said = system.answer([module.learner_prompt(board) if module else board],

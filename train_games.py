@@ -1,6 +1,6 @@
 """
 Actor-critic training of a lateralized SLN on whole games (paper §5.3-5.5, the games of §4.1):
-tic-tac-toe against the perfect player, gridworld mazes, and checkers.
+tic-tac-toe against the perfect player, gridworld mazes, checkers and chess (python-chess).
 
 Algorithm 2 with an external reward and TD errors (the NOTE after eq 8), PPO-clip (eq 8),
 self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9), eq 2's KL:
@@ -30,19 +30,22 @@ instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect lab
 lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe
 exactly (games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal
 reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the
-BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2; a
-tic-tac-toe run ends by listing the positions A's exact losses come from (games.tictactoe.explain).
+BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2,
+chess against the random player and alpha-beta at depth 1; a tic-tac-toe run ends by listing
+the positions A's exact losses come from (games.tictactoe.explain).
 What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
 result, evaluate, ...): a tic-tac-toe lobe reads the board from the mover's side and turned
 into one fixed image of its 8 symmetric ones, and names its move in that frame; a gridworld
 walker sees the 7 x 7 cells around it and the goal's direction, the same text on any map, and
 has one seat, so the opponent and openings options are the two-player games'; a checkers lobe
 reads the board turned to its side and its lettered legal moves, and answers with a letter (the
-'optimal' opponent there is alpha-beta at depth 2).
+'optimal' opponent there is alpha-beta at depth 2), and a chess lobe the same way
+(games/listed.py; its 'optimal' is alpha-beta at depth 1).
 
     $ python train_games.py                                  # CPU, minutes
     $ python train_games.py --game=gridworld
     $ python train_games.py --game=checkers
+    $ python train_games.py --game=chess                     # needs `pip install chess`
     $ python train_games.py --self_play_max=0 --opponent=optimal,self
     $ python train_games.py --init_from=resume               # continue an interrupted run
 """
@@ -68,13 +71,14 @@ from sln import load_lobes
 
 # what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
 WARM_KEYS = ("seed", "warm_iters", "warm_moves", "n_layer", "n_head", "n_embd")
-GAMES = ("tictactoe", "gridworld", "checkers")   # with a learner's interface (games/<game>.py)
+GAMES = ("tictactoe", "gridworld", "checkers", "chess")   # with a learner's interface (games/)
 
 
 @dataclass
 class Config(Checked):
-    game: str = "tictactoe"       # tictactoe | gridworld | checkers (one move per prompt through
-                                  #   the IDL: train_actor_critic.py --task=tictactoe)
+    game: str = "tictactoe"       # tictactoe | gridworld | checkers | chess (one move per
+                                  #   prompt through the IDL: train_actor_critic.py
+                                  #   --task=tictactoe)
     out_dir: str = ""             # ckpt.pt, metrics.jsonl and the warm start (out_dir/warm) go
                                   #   here ('': out/<game>)
     init_from: str = "warm"       # warm (out_dir/warm/ckpt.pt, trained first if missing) | resume |
@@ -82,9 +86,9 @@ class Config(Checked):
     device: str = "auto"          # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 1337              # seeds the warm start, the games and the sampling
     max_iters: int = 0            # batches of games (Alg 2 line 1; 0: the game's DEFAULTS,
-                                  #   tictactoe 1500, gridworld 300, checkers 30)
+                                  #   tictactoe 1500, gridworld 300, checkers 30, chess 12)
     batch_size: int = 0           # games per batch (Alg 2 line 2; 0: tictactoe 64, gridworld 16
-                                  #   walks, about as many of the lobe's moves; checkers 16)
+                                  #   walks, about as many of the lobe's moves; checkers, chess 16)
     temperature: PosFloat = 1.0   # sampling temperature at rollout AND in the update
                                   #   (so the first PPO ratio is 1)
     reward_transform: str = "D"   # §5.4: the critic's D as a reward: D | logD | logitD | 2D-1
@@ -92,7 +96,7 @@ class Config(Checked):
     ppo_epochs: PosInt = 2        # PPO updates per rollout (the first has ratio exactly 1)
     gamma: Prob = 0.0             # TD discount (0: the game's, tictactoe 1, gridworld 0.9: a
                                   #   walk's value falls with its length, so the critic can tell
-                                  #   a nearer goal; checkers 0.99)
+                                  #   a nearer goal; checkers, chess 0.99)
     gae_lambda: Prob = 1.0        # GAE lambda; 1 = return - V (unbiased), 0 = the TD error delta
     kl_coef: float = 0.1          # eq 2's lambda: per-token KL to the warm start (0 = off); it
                                   #   keeps the rules the warm start knows (illegal moves grow
@@ -113,7 +117,7 @@ class Config(Checked):
     openings: int = 2             # each game starts after 0..openings uniformly random moves
                                   #   (exploring starts: every position keeps being visited)
     opponent: str = "optimal,random,self"  # opponents cycled over a batch, from: self | random |
-                                  #   optimal (checkers: alpha-beta at depth 2)
+                                  #   optimal (checkers: alpha-beta at depth 2; chess: 1)
     lr_left: PosFloat = 1e-3      # left lobe (actor) AdamW learning rate: lobes trained hard
     lr_right: PosFloat = 1e-3     # right lobe (critic) AdamW learning rate
     weight_decay: float = 0.01    # §5.4 guard against overfitting a batch (AdamW, matrices only)
@@ -137,6 +141,11 @@ class Config(Checked):
             raise UsageError(f"--warm_moves must be random or optimal, got {self.warm_moves!r}")
         if self.game not in GAMES:
             raise UsageError(f"--game must be one of {', '.join(GAMES)}, got {self.game!r}")
+        if self.game == "chess":
+            try:
+                game_of(self).load_python_chess()
+            except ImportError as e:
+                raise UsageError(str(e)) from None
         # 0 or '': the game's own value (games/<game>.py DEFAULTS), filled in as the Config is
         # built, so every Config holds the values a run uses
         own = {**game_of(self).DEFAULTS,
@@ -166,7 +175,8 @@ class Config(Checked):
 
 class Turn(NamedTuple):
     """One move: who made it from which board; for the lobe's moves, what it read and wrote."""
-    seat: int             # 0 = X, 1 = O (tic-tac-toe); black, white (checkers); 0 (gridworld)
+    seat: int             # 0 = X, 1 = O (tic-tac-toe); black, white (checkers); white,
+                          #   black (chess); 0 (gridworld)
     board: str            # the position before the move
     context: list = None  # the tokens the lobe read (None: the opponent moved)
     action: list = None   # the tokens it wrote, <|eos|> included

@@ -6,10 +6,11 @@ Games: environments with rewards and opponents, all behind one small interface (
     tictactoe.py   solved by memoised minimax; exact evaluator; the 'tictactoe' data task
     checkers.py    American checkers: forced captures, multi-jumps, kinging, a draw rule
     chess.py       python-chess (optional, imported lazily) with UCI moves
+    listed.py      a two-player game played by the label of a listed move (checkers, chess)
 
-tictactoe.py, gridworld.py and checkers.py also give train_games.py what it needs to learn them
-by Algorithm 2 (PLAYERS, learner_prompt, play_batch, result, evaluate, ...): a board as the
-lobes read it, batched play, and an evaluation.
+Every game also gives train_games.py what it needs to learn it by Algorithm 2 (PLAYERS,
+learner_prompt, play_batch, result, evaluate, ...): a board as the lobes read it, batched play,
+and an evaluation; checkers and chess share theirs (listed.py).
 
 A player is a callable (game, rng) -> move text. Every game has random_player and an opponent
 that plays well: alphabeta_player(depth) for two-player games, optimal_player for the solved

@@ -24,10 +24,11 @@ the lobe reads it, batched games against random, alpha-beta or itself, and an ev
     $ python -m games.checkers          # random vs alpha-beta, a few games
     $ python train_games.py --game=checkers
 """
-import random
 import re
+import sys
 
-from games.base import Game, negamax, search_move
+from games import listed
+from games.base import Game
 
 START = "".join(("b" if r < 3 else "w" if r > 4 else ".") if (r + c) % 2 else "."
                 for r in range(8) for c in range(8))
@@ -177,10 +178,8 @@ class Checkers(Game):
 # A board is state(game): the game's rendering and its count of plies without a capture (the
 # draw rule's clock). The lobe reads the position from the mover's side, turned so that its
 # own men ('x', kings 'X') move down the board from squares 1-4, then its legal moves, each
-# after a letter, and answers with one letter: anything else forfeits. Both seats share one
-# network, and V means the same from either seat. Why a letter and not the move written out:
-# a game asks for 20-50 legal moves in a row, and copying five or more characters exactly is a
-# skill a 2-layer lobe learns slowly under eq 1; one letter leaves its games to strategy.
+# after a letter, and answers with one letter (games/listed.py: play, results, evaluation);
+# anything else forfeits. Both seats share one network, and V means the same from either seat.
 
 PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_targets)
 VIEW = "mover"            # the checkpoint's board_view: the lobes read learner_prompt (play.py)
@@ -191,8 +190,12 @@ DEFAULTS = dict(max_iters=30, batch_size=16, gamma=0.99,   # train_games.py's bu
                           #   is 20-50 of the learner's moves, so a win sooner counts more
 EVAL_GAMES = 40           # games against each opponent at evaluation, half from each seat
 OPPONENTS = {"random": 0, "alphabeta1": 1, "alphabeta2": 2}   # name -> search depth (0: random)
-COLUMNS = [(f"{k}_{name}", f"{k} vs {name}", "{:.1%}") for name in OPPONENTS
-           for k in ("win", "loss")] + [("illegal", "illegal", "{:.1%}")]
+OPTIMAL_DEPTH = 2         # the 'optimal' opponent: alpha-beta at depth 2
+COLUMNS = listed.columns(sys.modules[__name__])
+
+
+def new_game():
+    return Checkers()
 
 
 def state(game):
@@ -235,115 +238,9 @@ def learner_prompt(board):
     return " ".join([rows] + [k + text for k, (text, _) in choices(game).items()])
 
 
-def read_choice(game, text):
-    """The legal move (board indices) a lobe's letter picks, or None."""
-    return choices(game).get(text.strip() if isinstance(text, str) else None, (None, None))[1]
-
-
-def board_move(board, text):
-    """The move a lobe's letter picks as the board writes it (play.py), else the text itself."""
-    game = restore(board)
-    move = read_choice(game, text)
-    return text if move is None else game.move_text(move)
-
-
-def move_texts(board, optimal=False):
-    """The letters of the legal moves, or (optimal) of those alpha-beta at depth 2 scores best:
-    the strongest player here, a ceiling to compare with, not a solved game's optimum."""
-    game = restore(board)
-    picks = choices(game)
-    if optimal:       # negamax scores the position after the move for the opponent
-        scores = {k: -negamax(restore(result(board, k)[0]), 1) for k in picks}
-        return [k for k in picks if scores[k] == max(scores.values())]
-    return list(picks)
-
-
-def warm_positions(rng, n_games=200):
-    """The warm start's boards: every position not over of n_games random games."""
-    boards = []
-    for _ in range(n_games):
-        game = Checkers()
-        while not game.over():
-            boards.append(state(game))
-            game.play(rng.choice(game.legal_moves()))
-    return boards
-
-
-def starts(n, rng, openings):
-    """n games' first boards, each after 0..openings uniformly random plies."""
-    boards = []
-    for _ in range(n):
-        game = Checkers()
-        for _ in range(rng.randint(0, openings)):
-            game.play(rng.choice(game.legal_moves()))
-        boards.append(state(game))
-    return boards
-
-
-def result(board, text):
-    """What the letter `text` does: (the board after its move, the mover's final score: 1 won,
-    0.5 drawn by the clock, None while the game goes on); anything but a listed letter is
-    (None, 0.0), a forfeit."""
-    game = restore(board)
-    move = read_choice(game, text)
-    if move is None:
-        return None, 0.0
-    game.play(move)
-    return state(game), (None if not game.over() else 0.5 if game.outcome(0) == 0 else 1.0)
-
-
-def opponent_move(kind, game, rng):
-    """random: a uniformly random legal move; optimal (the strongest here) or alphabeta<d>:
-    alpha-beta at depth 2 or d, ties broken at random."""
-    depth = 2 if kind == "optimal" else OPPONENTS.get(kind, 0)
-    return search_move(game, depth, rng) if depth else rng.choice(game.legal_moves())
-
-
-def play_batch(n_games, opponents, mover, rng, starts):
-    """n_games in lockstep from the boards `starts`. Game g: the learner sits at seat g % 2
-    against opponents[(g // 2) % len(opponents)] (random | optimal | alphabeta1 | alphabeta2 |
-    self: it plays both seats). mover(boards) -> [(move text, note)] for every game where the
-    learner is to move. Returns history[g] = [(seat, board, note)] (note None for the opponent)
-    and outcome[g] = (r_black, r_white) in {+1, 0, -1}; an unlisted letter loses on the spot."""
-    games = [restore(b) for b in starts]
-    history, outcome = [[] for _ in games], [None] * len(games)
-    kinds = [opponents[(g // 2) % len(opponents)] for g in range(len(games))]
-    learner = [(0, 1) if kinds[g] == "self" else (g % 2,) for g in range(len(games))]
-    while any(o is None for o in outcome):
-        live = [g for g, o in enumerate(outcome) if o is None]
-        mine = [g for g in live if games[g].turn in learner[g]]
-        boards = [state(games[g]) for g in mine]
-        for g, b, (text, note) in zip(mine, boards, mover(boards) if mine else []):
-            history[g].append((games[g].turn, b, note))
-            move = read_choice(games[g], text)
-            if move is None:                                   # forfeit: the mover loses
-                outcome[g] = (-1, 1) if games[g].turn == 0 else (1, -1)
-            else:
-                games[g].play(move)
-        for g in live:
-            if outcome[g] is None and not games[g].over() and games[g].turn not in learner[g]:
-                history[g].append((games[g].turn, state(games[g]), None))
-                games[g].play(opponent_move(kinds[g], games[g], rng))
-            if outcome[g] is None and games[g].over():
-                outcome[g] = (games[g].outcome(0), games[g].outcome(1))
-    return history, outcome
-
-
-def evaluate(choose):
-    """The policy choose(boards) -> move texts in EVAL_GAMES games against each of OPPONENTS,
-    half from each seat: its win and loss rates (the rest are draws by the clock) and the share
-    of all games it lost to an unlisted letter."""
-    r, forfeits = {}, 0
-    for name in OPPONENTS:
-        history, outcome = play_batch(EVAL_GAMES, [name], lambda boards: [
-            (t, t) for t in choose(boards)], random.Random(name), [state(Checkers())] * EVAL_GAMES)
-        mine = [o[g % 2] for g, o in enumerate(outcome)]
-        r[f"win_{name}"] = sum(m == 1 for m in mine) / EVAL_GAMES
-        r[f"loss_{name}"] = sum(m == -1 for m in mine) / EVAL_GAMES
-        forfeits += sum(h[-1][2] is not None and result(h[-1][1], h[-1][2])[0] is None
-                        for h in history)                   # the game ended on the lobe's move
-    r["illegal"] = forfeits / (EVAL_GAMES * len(OPPONENTS))
-    return r
+# the rest of the learner's interface, shared with chess (games/listed.py), bound to this module
+(read_choice, result, board_move, move_texts, warm_positions, starts, opponent_move, play_batch,
+ evaluate) = listed.bind(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """
 Chess through python-chess, an optional dependency: python-chess does the rules, this file
-only fits them to the game interface (games/base.py) and adds a material-count heuristic for
-a shallow alpha-beta opponent.
+fits them to the game interface (games/base.py), adds a material-count heuristic for a shallow
+alpha-beta opponent, and ends with what train_games.py needs to learn the game by Algorithm 2
+(the board from the mover's side and its labelled moves, as checkers has it: games/listed.py).
 
 python-chess is imported lazily, when a ChessGame is made, so `import games` works without it;
 without it ChessGame() raises an ImportError that says "pip install chess". Moves are UCI text:
@@ -11,9 +12,14 @@ or, if max_plies is set, after that many plies as a draw (adjudication, to bound
 
     $ pip install chess
     $ python -m games.chess              # alpha-beta(2) vs random, two games
+    $ python train_games.py --game=chess
 """
 from __future__ import annotations
 
+import string
+import sys
+
+from games import listed
 from games.base import Game
 
 PIECE_VALUES = {"p": 1, "n": 3, "b": 3, "r": 5, "q": 9, "k": 0}
@@ -97,6 +103,75 @@ class ChessGame(Game):
         game.__dict__.update(self.__dict__)
         game.board = self.board.copy()
         return game
+
+
+# -----------------------------------------------------------------------------
+# What train_games.py needs to learn the game by Algorithm 2, as checkers has it (games/listed.py:
+# play, results, evaluation). The lobe reads the board from the side to move (python-chess's
+# mirror() when black moves: its pieces are always the capitals and its back rank comes first),
+# then its legal moves in UCI as it sees them, each after a label, and answers with a label.
+# A board is state(game): the FEN and the plies played, as games stop at MAX_PLIES (a draw);
+# a position restored from a FEN has no move history, so repetitions do not end a game here.
+
+PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_targets)
+VIEW = "mover"            # the checkpoint's board_view: the lobes read learner_prompt (play.py)
+MOVE_TOKENS = 2           # a label, then <|eos|>
+LABELS = (string.ascii_letters + string.digits +       # one character a move: a position lists
+          string.punctuation.replace("|", ""))         #   at most 93 (the first in UCI order;
+                          #   20-40 are usual, more than 62 happen with queens on the board)
+MAX_PLIES = 100           # a game not over after 50 moves a side is drawn (adjudication)
+DEFAULTS = dict(max_iters=12, batch_size=16, gamma=0.99,   # train_games.py's budget, discount
+                self_play="sampled", critic_target="return")   # and §5.4
+EVAL_GAMES = 40           # games against each opponent at evaluation, half from each seat
+OPPONENTS = {"random": 0, "alphabeta1": 1}   # name -> search depth (0: random)
+OPTIMAL_DEPTH = 1         # the 'optimal' opponent: alpha-beta at depth 1, material-greedy
+                          #   (depth 2 costs ~30 times as much per move in python-chess)
+COLUMNS = listed.columns(sys.modules[__name__])
+
+
+def new_game():
+    return ChessGame(max_plies=MAX_PLIES)
+
+
+def state(game):
+    """The learner's board: the FEN, then the plies played (MAX_PLIES's clock)."""
+    return f"{game.board.fen()}\n{game.plies}"
+
+
+def restore(board):
+    """A game from state(), or from render() (play.py: the FEN is its last line; plies 0)."""
+    lines = board.split("\n")
+    game = ChessGame(fen=next(line for line in lines if "/" in line), max_plies=MAX_PLIES)
+    game.plies = int(lines[-1]) if lines[-1].isdigit() else 0
+    return game
+
+
+def choices(game):
+    """The legal moves as the side to move sees them: {label: (UCI in its view, move)}, in UCI
+    order, so a position reads the same from either seat."""
+    lib, board = game.lib, game.board
+    if board.turn == lib.WHITE:
+        return {k: (m.uci(), m) for k, m in zip(LABELS, sorted(board.legal_moves, key=str))}
+    seen = sorted(board.mirror().legal_moves, key=str)                  # black sees it as white
+    return {k: (m.uci(), lib.Move(lib.square_mirror(m.from_square),
+                                  lib.square_mirror(m.to_square), m.promotion))
+            for k, m in zip(LABELS, seen)}
+
+
+def learner_prompt(board):
+    """The 64 squares from the mover's side, its back rank first, its pieces in capitals; then
+    its labelled moves, e.g. 'RNBQKBNR|PPPPPPPP|........|........|........|........|pppppppp|
+    rnbqkbnr aa2a3 ba2a4 cb1a3 db1c3 eb2b3 ...' at the start."""
+    game = restore(board)
+    seen = game.board if game.board.turn == game.lib.WHITE else game.board.mirror()
+    rows = "|".join("".join(str(seen.piece_at(8 * rank + file) or ".") for file in range(8))
+                    for rank in range(8))
+    return " ".join([rows] + [k + text for k, (text, _) in choices(game).items()])
+
+
+# the rest of the learner's interface, shared with checkers (games/listed.py), bound to here
+(read_choice, result, board_move, move_texts, warm_positions, starts, opponent_move, play_batch,
+ evaluate) = listed.bind(sys.modules[__name__])
 
 
 if __name__ == "__main__":

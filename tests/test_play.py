@@ -85,3 +85,11 @@ def test_lobe_player_reads_the_board_from_the_mover_side_when_trained_so():
     move = play.lobe_player(Echo("g"), checkers)(game, None)     # its letter for 12-16
     assert seen[-1].startswith("xxxx|xxxx|xxxx|....|...o|") and move == "21-17"
     assert game.parse_move(move)[1] is None           # legal in the board's own numbering
+    try:
+        from games import chess
+        game = chess.ChessGame()
+    except ImportError:                               # python-chess is optional
+        return
+    game.play(game.read_move("e2e4"))                 # black to move sees the board mirrored
+    move = play.lobe_player(Echo("o"), chess)(game, None)        # its label for g1f3
+    assert seen[-1].startswith("RNBQKBNR|PPPPPPPP|........|........|....p...|") and move == "g8f6"

@@ -3,6 +3,7 @@ scores, TD targets and eq 9 weights per seat, forfeits, bad options, and a smoke
 resume."""
 import math
 import random
+import sys
 
 import pytest
 import torch
@@ -182,7 +183,7 @@ def test_each_game_fills_in_its_own_budget_and_discount():
 
 def test_bad_options_are_one_line_usage_errors():
     for bad in (dict(opponent="optimal,minimax"), dict(gae_lambda=1.5),
-                dict(reward_transform="exp"), dict(game="chess"), dict(warm_moves="best"),
+                dict(reward_transform="exp"), dict(game="go"), dict(warm_moves="best"),
                 dict(self_play="all"), dict(critic_target="max"),
                 dict(self_play="sampled", critic_target="best"),          # best values every move
                 dict(self_play="every", reward_transform="logD")):       # every reads D itself
@@ -306,9 +307,13 @@ def test_checkers_games_end_and_forfeit_unlisted_moves():
     assert outcome == [(-1, 1), (1, -1)] and [len(h) for h in history] == [1, 2]
 
 
-def test_smoke_checkers_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(ck, "EVAL_GAMES", 2)
-    rows = tg.main(tg.Config(game="checkers", out_dir=str(tmp_path), **TINY_GAMES))
+@pytest.mark.parametrize("name", ["checkers", "chess"])
+def test_smoke_listed_move_game_run(name, tmp_path, monkeypatch):
+    if name == "chess":
+        pytest.importorskip("chess")                               # python-chess is optional
+        monkeypatch.setattr(tg.game_of(tg.Config(game=name)), "MAX_PLIES", 8)   # short games
+    monkeypatch.setattr(tg.game_of(tg.Config(game=name)), "EVAL_GAMES", 2)
+    rows = tg.main(tg.Config(game=name, out_dir=str(tmp_path), **TINY_GAMES))
     assert [r["iter"] for r in rows] == [0, 1, 2]
     assert all(0 <= r["win_random"] + r["loss_random"] <= 1 for r in rows)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "mover"
@@ -320,3 +325,38 @@ def test_checkers_evaluate_counts_forfeits_as_losses(monkeypatch):
     assert r["illegal"] == 1.0 and r["loss_random"] == r["loss_alphabeta2"] == 1.0
     r = ck.evaluate(lambda boards: ["a"] * len(boards))    # always the first listed move
     assert r["illegal"] == 0.0 and r["win_alphabeta1"] + r["loss_alphabeta1"] <= 1.0
+
+
+# -----------------------------------------------------------------------------
+# Chess (python-chess optional): the same listed-move interface as checkers (games/listed.py)
+def test_chess_learner_reads_its_side_of_the_board_and_picks_a_labelled_move():
+    pytest.importorskip("chess")
+    from games import chess as ch
+    start = ch.starts(1, random.Random(0), 0)[0]
+    prompt = ch.learner_prompt(start)
+    assert prompt.startswith("RNBQKBNR|PPPPPPPP|........|........|........|........|pppppppp|"
+                             "rnbqkbnr aa2a3 ba2a4 cb1a3 db1c3 ")
+    assert len(ch.move_texts(start)) == 20 and ch.board_move(start, "l") == "e2e4"
+    after, final = ch.result(start, "l")
+    # black to move sees the board mirrored: its pieces in capitals, its back rank first, white's
+    # pawn from e4 on e5, and its knight's g8f6 written g1f3
+    prompt = ch.learner_prompt(after)
+    assert final is None and prompt.startswith("RNBQKBNR|PPPPPPPP|........|........|....p...|")
+    label = next(k for k, (text, _) in ch.choices(ch.restore(after)).items() if text == "g1f3")
+    assert ch.board_move(after, label) == "g8f6"
+    assert [ch.result(start, t) for t in ("z", "e2e4", "ab")] == [(None, 0.0)] * 3
+    # a back-rank mate wins from either seat; a quiet ply at the cap draws
+    for fen, seen, real in (("6k1/5ppp/8/8/8/8/5PPP/R5K1 w - - 0 1", "a1a8", "a1a8"),
+                            ("r5k1/5ppp/8/8/8/8/5PPP/6K1 b - - 0 1", "a1a8", "a8a1")):
+        board = f"{fen}\n0"
+        label = next(k for k, (text, _) in ch.choices(ch.restore(board)).items() if text == seen)
+        assert ch.board_move(board, label) == real and ch.result(board, label)[1] == 1.0
+    capped = f"4k3/8/8/8/8/8/8/R3K3 w - - 0 1\n{ch.MAX_PLIES - 1}"
+    assert ch.result(capped, "a")[1] == 0.5
+    assert ch.restore(ch.ChessGame().render()).plies == 0      # play.py passes render()
+
+
+def test_chess_without_python_chess_is_a_usage_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "chess", None)               # make `import chess` fail
+    with pytest.raises(UsageError, match="pip install chess"):
+        tg.Config(game="chess")
