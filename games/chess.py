@@ -125,7 +125,7 @@ DEFAULTS = dict(max_iters=12, batch_size=16, gamma=0.99,   # train_games.py's bu
 EVAL_GAMES = 40           # games against each opponent at evaluation, half from each seat
 OPPONENTS = {"random": 0, "alphabeta1": 1}   # name -> search depth (0: random)
 OPTIMAL_DEPTH = 1         # the 'optimal' opponent: alpha-beta at depth 1, material-greedy
-                          #   (depth 2 costs ~30 times as much per move in python-chess)
+                          #   (depth 2 takes about 10 times as long a move in python-chess)
 COLUMNS = listed.columns(sys.modules[__name__])
 
 
@@ -146,16 +146,21 @@ def restore(board):
     return game
 
 
+def seen_board(game):
+    """The board as the side to move sees it: python-chess's mirror() when black moves."""
+    return game.board if game.board.turn == game.lib.WHITE else game.board.mirror()
+
+
 def choices(game):
     """The legal moves as the side to move sees them: {label: (UCI in its view, move)}, in UCI
     order, so a position reads the same from either seat."""
-    lib, board = game.lib, game.board
-    if board.turn == lib.WHITE:
-        return {k: (m.uci(), m) for k, m in zip(LABELS, sorted(board.legal_moves, key=str))}
-    seen = sorted(board.mirror().legal_moves, key=str)                  # black sees it as white
-    return {k: (m.uci(), lib.Move(lib.square_mirror(m.from_square),
-                                  lib.square_mirror(m.to_square), m.promotion))
-            for k, m in zip(LABELS, seen)}
+    lib, mirrored = game.lib, game.board.turn != game.lib.WHITE
+
+    def real(m):                                       # a move of seen_board on the board itself
+        return lib.Move(lib.square_mirror(m.from_square), lib.square_mirror(m.to_square),
+                        m.promotion) if mirrored else m
+    return {k: (m.uci(), real(m))
+            for k, m in zip(LABELS, sorted(seen_board(game).legal_moves, key=str))}
 
 
 def learner_prompt(board):
@@ -163,7 +168,7 @@ def learner_prompt(board):
     its labelled moves, e.g. 'RNBQKBNR|PPPPPPPP|........|........|........|........|pppppppp|
     rnbqkbnr aa2a3 ba2a4 cb1a3 db1c3 eb2b3 ...' at the start."""
     game = restore(board)
-    seen = game.board if game.board.turn == game.lib.WHITE else game.board.mirror()
+    seen = seen_board(game)
     rows = "|".join("".join(str(seen.piece_at(8 * rank + file) or ".") for file in range(8))
                     for rank in range(8))
     return " ".join([rows] + [k + text for k, (text, _) in choices(game).items()])
