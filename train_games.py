@@ -36,7 +36,7 @@ the positions A's exact losses come from (games.tictactoe.explain).
 What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
 result, evaluate, ...): a tic-tac-toe lobe reads the board from the mover's side and turned
 into one fixed image of its 8 symmetric ones, and names its move in that frame; a gridworld
-walker sees the 7 x 7 cells around it and the goal's direction, the same text on any map, and
+walker sees the 5 x 5 cells around it and the goal's direction, the same text on any map, and
 has one seat, so the opponent and openings options are the two-player games'; a checkers lobe
 reads the board turned to its side and its lettered legal moves, and answers with a letter (the
 'optimal' opponent there is alpha-beta at depth 2), and a chess lobe the same way

@@ -190,8 +190,10 @@ def optimal_player(game, rng):
 
 PLAYERS = 1               # one seat: TD discounts forward (train_games.td_targets)
 MOVE_TOKENS = 2           # a move is one character, then <|eos|>
-VIEW = "ego"              # the checkpoint's board_view: the lobes read ego_prompt (play.py)
-RADIUS = 3                # the agent sees the 7 x 7 cells around it
+RADIUS = 2                # the agent sees the 5 x 5 cells around it: on a 4x4-5x5 map most of a
+                          #   7 x 7 view is off the map, read as wall, and on 8x8 most of it is
+                          #   floor, a view training never showed (results/README.md, Gridworld)
+VIEW = f"ego {2 * RADIUS + 1}x{2 * RADIUS + 1}"   # the checkpoint's board_view (play.py)
 EVAL_MAPS = 200           # maps per split at evaluation
 DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9,   # train_games.py's budget, discount
                 self_play="sampled", critic_target="return")   # and §5.4

@@ -196,10 +196,10 @@ def test_bad_options_are_one_line_usage_errors():
 
 def test_gridworld_ego_prompt_is_the_window_around_the_agent_and_the_goals_direction():
     board = "A.#\n.H.\n..G"
-    assert gw.ego_prompt(board) == ("#######|#######|#######|###A.##|###.H.#|###..G#|####### dr")
+    assert gw.ego_prompt(board) == "#####|#####|##A.#|##.H.|##..G dr"
     # the agent in the middle of an 8x8 map reads text of the same shape as on a 3x3 one
     big = gw.make_maps("ood", 1)[0]
-    assert len(gw.ego_prompt(big)) == len(gw.ego_prompt(board)) == 7 * 8 - 1 + 3
+    assert len(gw.ego_prompt(big)) == len(gw.ego_prompt(board)) == 5 * 6 - 1 + 3
 
 
 def test_gridworld_moves_results_and_one_player_td():
@@ -257,7 +257,8 @@ def test_smoke_gridworld_run(tmp_path, monkeypatch):
                              critic_target="best", **TINY_GAMES))      # one player: + gamma V
     assert [r["iter"] for r in rows] == [0, 1, 2] and rows[-1]["loss_best"] > 0
     assert all(0 <= r[k] <= 1 for r in rows for k in ("success_test", "F_success_ood"))
-    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "ego"
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    assert ckpt["board_view"] == gw.VIEW == "ego 5x5"   # with its size: play.py checks it
     with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
         tg.main(tg.Config(out_dir=str(tmp_path), **TINY_GAMES))
 
