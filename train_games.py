@@ -193,7 +193,8 @@ class Target(NamedTuple):
 # -----------------------------------------------------------------------------
 def game_of(cfg):
     """The game's module: its rules and the learner's interface train_games needs (PLAYERS,
-    learner_prompt, warm_positions, move_texts, starts, play_batch, result, evaluate, COLUMNS)."""
+    learner_prompt, warm_positions, move_texts, starts, play_batch, result, evaluate, COLUMNS;
+    move_reward where a move earns a reward before the outcome: gridworld)."""
     return importlib.import_module(f"games.{cfg.game}")
 
 
@@ -281,25 +282,28 @@ def values_of(game, right, history):
     return 2 * torch.sigmoid(scores).cpu() - 1
 
 
-def td_targets(history, outcome, values, cfg, players=2):
+def td_targets(history, outcome, values, cfg, players=2, earned=None):
     """Every move of every game with its GAE advantage and return, by negamax TD over plies.
 
     V is the expected result of the side to move (the board is seen from its side), so in a
     two-player game the next position's value is the opponent's and enters with a minus sign:
     the TD error (the NOTE after eq 8, step 4) is delta_t = r_t - gamma V(s_{t+1}) - V(s_t),
     i.e. GAE with discount -gamma; with one player (gridworld) it is the usual r_t +
-    gamma V(s_{t+1}) - V(s_t). r is 0 until the last move, which gets the mover's +1/0/-1 (a
-    forfeit is -1); V of the end is 0. values: V of every history entry in order. Returns
-    [Target]; with pavlov_lambda > 0 a move dT of its seat's moves before that seat's reward
-    weighs C0 exp(-lambda dT) (mean 1 per seat), else 1."""
+    gamma V(s_{t+1}) - V(s_t). r_t is earned(turn) (0 without it) and the last move adds
+    the mover's +1/0/-1 (a forfeit is -1); V of the end is 0. values: V of every history entry
+    in order. Returns [Target] (with earned, returns clipped to [-1, 1]); with pavlov_lambda > 0
+    a move dT of its seat's moves before that seat's reward weighs C0 exp(-lambda dT) (mean 1
+    per seat), else 1."""
     targets, k = [], 0
     for h, out in zip(history, outcome):
         v = values[k:k + len(h)]
         k += len(h)
-        rewards = torch.zeros(len(h))
-        rewards[-1] = float(out[h[-1].seat])
+        rewards = torch.tensor([float(earned(t)) if earned else 0.0 for t in h])
+        rewards[-1] += float(out[h[-1].seat])
         adv, ret = gae_advantages(rewards, torch.cat([v, torch.zeros(1)]),
                                   -cfg.gamma if players == 2 else cfg.gamma, cfg.gae_lambda)
+        if earned:               # costs on the way can take a return below V's range [-1, 1]
+            ret = ret.clamp(-1.0, 1.0)
         w = torch.ones(len(h))
         for s in (0, 1):
             idx = [i for i, turn in enumerate(h) if turn.seat == s]
@@ -325,8 +329,8 @@ def critic_step(game, right, targets):
 def move_values(game, right, boards, texts, gamma=1.0):
     """Q(s, a) of the move `text` on each board by one step of TD with the critic's own V (the
     NOTE after eq 8): the mover's result in [-1, 1] if the move ends the game (game.result), -1
-    if it is illegal (a forfeit), else -gamma V(next), the opponent then to move (one player:
-    +gamma V(next))."""
+    if it is illegal (a forfeit), else r - gamma V(next), the opponent then to move (one player:
+    r + gamma V(next)), r the game's move_reward (0 without one), clipped to [-1, 1]."""
     q, ask = torch.zeros(len(boards)), []
     for i, (b, text) in enumerate(zip(boards, texts)):
         nxt, final = game.result(b, text)
@@ -334,10 +338,11 @@ def move_values(game, right, boards, texts, gamma=1.0):
             q[i] = 2 * final - 1
         elif nxt is not None:
             ask.append((i, nxt))
+            q[i] = game.move_reward(b, text) if hasattr(game, "move_reward") else 0.0
     if ask:
         v = 2 * torch.sigmoid(board_scores(game, right, [b for _, b in ask])).cpu() - 1
-        q[[i for i, _ in ask]] = (-gamma if game.PLAYERS == 2 else gamma) * v
-    return q
+        q[[i for i, _ in ask]] += (-gamma if game.PLAYERS == 2 else gamma) * v
+    return q.clamp(-1.0, 1.0)
 
 
 def move_scores(game, right, boards, texts):
@@ -482,6 +487,9 @@ def main(cfg: Config):
     if not start:
         log.print_row(rows[0], digits=4)
     t0 = time.time() - 60 * rows[-1]["minutes"]
+    # what the lobe's moves earn on the way, where the game rewards more than the outcome
+    earned = (lambda t: game.move_reward(t.board, decode_answer(t.action)) if t.action else 0.0
+              ) if hasattr(game, "move_reward") else None
     for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")      # the games, reproducible for exact resume
         # the step decays to a tenth (common.lr_at), as PPO's step is usually annealed: late
@@ -496,7 +504,7 @@ def main(cfg: Config):
                                           cfg, rng)
             # LOOP LOGIC: the NOTE's steps 1-4: V of every position, TD errors, GAE advantages
             targets = td_targets(history, outcome, values_of(game, right, history), cfg,
-                                 game.PLAYERS)
+                                 game.PLAYERS, earned)
             mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
             left.train(), right.train()
             # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9
