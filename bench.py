@@ -23,6 +23,7 @@ and it can be picked with --only. About a minute on a 2-core laptop CPU:
     $ python bench.py
     $ python bench.py --only=generate --new_tokens=256
     $ python bench.py --device=cuda --batch_size=256
+    $ python bench.py --only=train --compile         # both models through torch.compile
 """
 import time
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ class Config(Checked):
     batch_size: PosInt = 64     # sequences per training step and per generation batch
     seq_len: PosInt = 32        # training tokens per sequence (an addition example is 29)
     train_steps: PosInt = 20    # timed training steps, each model
+    compile: bool = False       # train: both models through torch.compile (inductor) first; its
+                                #   compile time is the warm-up row
     prompt_len: PosInt = 16     # prompt tokens before generation
     new_tokens: PosInt = 128    # tokens generated per sequence
     warmup: int = 2             # untimed training steps / short generations before timing
@@ -121,27 +124,29 @@ def bench_train(cfg, device):
     idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
     models = {"lobe": (lobe, make_optimizer(lobe, 3e-4, 0.1)),
               "plain": (plain, make_optimizer(plain, 3e-4, 0.1))}
+    forward = {k: torch.compile(m) if cfg.compile else m for k, (m, _) in models.items()}
 
     def step(name):
         model, opt = models[name]
         with autocast(device):
-            logits, _ = model(idx[:, :-1])                  # the lobe computes no score: not asked
+            logits, _ = forward[name](idx[:, :-1])          # the lobe computes no score: not asked
             loss = F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    for _ in range(cfg.warmup):
-        step("lobe"), step("plain")
+    t_warm, _ = timed(lambda: [(step("lobe"), step("plain")) for _ in range(cfg.warmup)], device)
     seconds = {"lobe": 0.0, "plain": 0.0}
     for _ in range(cfg.train_steps):
         for name in seconds:
             seconds[name] += timed(lambda: step(name), device)[0]
     tokens = cfg.batch_size * cfg.seq_len * cfg.train_steps
-    what = f"batch {cfg.batch_size} x {cfg.seq_len} tokens"
+    what = f"batch {cfg.batch_size} x {cfg.seq_len} tokens" + (", compiled" if cfg.compile else "")
     rate = {k: (f"{tokens / s:,.0f}", f"{s / cfg.train_steps * 1000:.0f} ms/step")
             for k, s in seconds.items()}
-    return [("train", f"lobe: forward + CE + backward + AdamW, {what}", *rate["lobe"]),
+    warm = [("train", f"torch.compile: {cfg.warmup} warm-up steps each, compiling included", "",
+             f"{t_warm:.1f} s")] if cfg.compile else []
+    return warm + [("train", f"lobe: forward + CE + backward + AdamW, {what}", *rate["lobe"]),
             ("train", f"plain GPT of the same size, the same step, {what}", *rate["plain"]),
             ("train", "the lobe's speed / the plain GPT's",
              f"{seconds['plain'] / seconds['lobe']:.2f}x", "")]

@@ -20,3 +20,18 @@ def test_memory_section_truncation_and_checkpointing_keep_less_than_full_bptt():
     assert rows["idl_limit 3, truncated BPTT, last loop"] < full[2]
     assert rows["idl_limit 3, checkpointing"] < rows["idl_limit 3, truncated BPTT, last loop"]
     assert rows["idl_limit 1, truncated BPTT, last loop"] == full[0]      # one loop: nothing to cut
+
+
+def test_train_section_compiles_both_models(monkeypatch):
+    import torch
+    compiled, real = [], torch.compile
+
+    def compile_eagerly(model):           # dynamo traces the model; no inductor build in a test
+        compiled.append(type(model).__name__)
+        return real(model, backend="eager")
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    cfg = bench.Config(only="train", device="cpu", n_layer=1, n_head=2, n_embd=32, batch_size=4,
+                       seq_len=8, train_steps=1, warmup=1, compile=True)
+    rows = bench.main(cfg)
+    assert compiled == ["Lobe", "PlainGPT"] and rows[0][1].startswith("torch.compile")
+    assert rows[-1][2].endswith("x") and "compiled" in rows[1][1]
