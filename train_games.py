@@ -198,6 +198,14 @@ def game_of(cfg):
     return importlib.import_module(f"games.{cfg.game}")
 
 
+def earned_by(game):
+    """What a move earns on the way, Turn -> reward, where the game rewards more than the outcome
+    (its move_reward: gridworld's trail cost); else None."""
+    if not hasattr(game, "move_reward"):
+        return None
+    return lambda t: game.move_reward(t.board, decode_answer(t.action)) if t.action else 0.0
+
+
 def board_ids(game, board):
     """<|bos|> what the lobe sees of the board <|sep|>: tic-tac-toe from the mover's side (its
     own marks are x, so both seats share what they learn) up to symmetry, gridworld around the
@@ -487,9 +495,6 @@ def main(cfg: Config):
     if not start:
         log.print_row(rows[0], digits=4)
     t0 = time.time() - 60 * rows[-1]["minutes"]
-    # what the lobe's moves earn on the way, where the game rewards more than the outcome
-    earned = (lambda t: game.move_reward(t.board, decode_answer(t.action)) if t.action else 0.0
-              ) if hasattr(game, "move_reward") else None
     for it in range(start, cfg.max_iters):                                     # Alg 2 line 1
         rng = random.Random(f"{cfg.seed}/ac/{it}")      # the games, reproducible for exact resume
         # the step decays to a tenth (common.lr_at), as PPO's step is usually annealed: late
@@ -504,7 +509,7 @@ def main(cfg: Config):
                                           cfg, rng)
             # LOOP LOGIC: the NOTE's steps 1-4: V of every position, TD errors, GAE advantages
             targets = td_targets(history, outcome, values_of(game, right, history), cfg,
-                                 game.PLAYERS, earned)
+                                 game.PLAYERS, earned_by(game))
             mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
             left.train(), right.train()
             # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9

@@ -199,10 +199,10 @@ DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9,   # train_games.py's bu
                 self_play="sampled", critic_target="return")   # and §5.4
 RAN_OUT = -1              # a walk that runs out of moves has lost, as in a hole: scored 0, going
                           #   round in circles would be safer than risking a hole near the goal
-REVISIT_COST = 0.1        # a move back onto the trail earns -REVISIT_COST (move_reward): a
-                          #   shortest path never revisits a cell, so the optimal walk pays
-                          #   nothing, and a walker going round pays on every lap, not only when
-                          #   its moves run out, a loss discount 0.9 makes worth 1.5% 40 moves on
+REVISIT_COST = 0.1        # a move back onto the trail earns -REVISIT_COST at once (move_reward),
+                          #   where running out of moves costs only after the last one, a loss
+                          #   discount 0.9 makes worth 1.5% forty moves before; a shortest path
+                          #   never revisits a cell, so the optimal walk pays nothing
 COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")
            for k, name, fmt in (("success", "success", "{:.1%}"), ("path", "path / BFS", "{:.2f}"),
                                 ("illegal", "illegal", "{:.1%}"), ("ran_out", "ran out", "{:.1%}"))]
