@@ -194,16 +194,8 @@ class Target(NamedTuple):
 def game_of(cfg):
     """The game's module: its rules and the learner's interface train_games needs (PLAYERS,
     learner_prompt, warm_positions, move_texts, starts, play_batch, result, evaluate, COLUMNS;
-    move_reward where a move earns a reward before the outcome: gridworld)."""
+    move_reward(board, text) where a move earns a reward before the outcome: gridworld)."""
     return importlib.import_module(f"games.{cfg.game}")
-
-
-def earned_by(game):
-    """What a move earns on the way, Turn -> reward, where the game rewards more than the outcome
-    (its move_reward: gridworld's trail cost); else None."""
-    if not hasattr(game, "move_reward"):
-        return None
-    return lambda t: game.move_reward(t.board, decode_answer(t.action)) if t.action else 0.0
 
 
 def board_ids(game, board):
@@ -290,27 +282,28 @@ def values_of(game, right, history):
     return 2 * torch.sigmoid(scores).cpu() - 1
 
 
-def td_targets(history, outcome, values, cfg, players=2, earned=None):
+def td_targets(history, outcome, values, cfg, players=2, move_reward=None):
     """Every move of every game with its GAE advantage and return, by negamax TD over plies.
 
     V is the expected result of the side to move (the board is seen from its side), so in a
     two-player game the next position's value is the opponent's and enters with a minus sign:
     the TD error (the NOTE after eq 8, step 4) is delta_t = r_t - gamma V(s_{t+1}) - V(s_t),
     i.e. GAE with discount -gamma; with one player (gridworld) it is the usual r_t +
-    gamma V(s_{t+1}) - V(s_t). r_t is earned(turn) (0 without it) and the last move adds
-    the mover's +1/0/-1 (a forfeit is -1); V of the end is 0. values: V of every history entry
-    in order. Returns [Target] (with earned, returns clipped to [-1, 1]); with pavlov_lambda > 0
-    a move dT of its seat's moves before that seat's reward weighs C0 exp(-lambda dT) (mean 1
-    per seat), else 1."""
+    gamma V(s_{t+1}) - V(s_t). r_t is the game's move_reward(board, move text) for the lobe's
+    moves (0 without one) and the last move adds the mover's +1/0/-1 (a forfeit is -1); V of the
+    end is 0. values: V of every history entry in order. Returns [Target] (with move_reward,
+    returns clipped to [-1, 1]); with pavlov_lambda > 0 a move dT of its seat's moves before
+    that seat's reward weighs C0 exp(-lambda dT) (mean 1 per seat), else 1."""
     targets, k = [], 0
     for h, out in zip(history, outcome):
         v = values[k:k + len(h)]
         k += len(h)
-        rewards = torch.tensor([float(earned(t)) if earned else 0.0 for t in h])
+        rewards = torch.tensor([move_reward(t.board, decode_answer(t.action))
+                                if move_reward and t.action else 0.0 for t in h])
         rewards[-1] += float(out[h[-1].seat])
         adv, ret = gae_advantages(rewards, torch.cat([v, torch.zeros(1)]),
                                   -cfg.gamma if players == 2 else cfg.gamma, cfg.gae_lambda)
-        if earned:               # costs on the way can take a return below V's range [-1, 1]
+        if move_reward:          # costs on the way can take a return below V's range [-1, 1]
             ret = ret.clamp(-1.0, 1.0)
         w = torch.ones(len(h))
         for s in (0, 1):
@@ -339,14 +332,14 @@ def move_values(game, right, boards, texts, gamma=1.0):
     NOTE after eq 8): the mover's result in [-1, 1] if the move ends the game (game.result), -1
     if it is illegal (a forfeit), else r - gamma V(next), the opponent then to move (one player:
     r + gamma V(next)), r the game's move_reward (0 without one), clipped to [-1, 1]."""
-    q, ask = torch.zeros(len(boards)), []
+    q, ask, move_reward = torch.zeros(len(boards)), [], getattr(game, "move_reward", None)
     for i, (b, text) in enumerate(zip(boards, texts)):
         nxt, final = game.result(b, text)
         if final is not None:
             q[i] = 2 * final - 1
         elif nxt is not None:
             ask.append((i, nxt))
-            q[i] = game.move_reward(b, text) if hasattr(game, "move_reward") else 0.0
+            q[i] = move_reward(b, text) if move_reward else 0.0
     if ask:
         v = 2 * torch.sigmoid(board_scores(game, right, [b for _, b in ask])).cpu() - 1
         q[[i for i, _ in ask]] += (-gamma if game.PLAYERS == 2 else gamma) * v
@@ -509,7 +502,7 @@ def main(cfg: Config):
                                           cfg, rng)
             # LOOP LOGIC: the NOTE's steps 1-4: V of every position, TD errors, GAE advantages
             targets = td_targets(history, outcome, values_of(game, right, history), cfg,
-                                 game.PLAYERS, earned_by(game))
+                                 game.PLAYERS, getattr(game, "move_reward", None))
             mine = [t for t in targets if t.turn.context is not None]       # the lobe's moves
             left.train(), right.train()
             # LOOP LOGIC: step 5 (Alg 2 lines 22-24, 27): the critic toward the returns, eq 9

@@ -227,16 +227,16 @@ def test_gridworld_a_step_back_onto_the_trail_costs_and_the_returns_stay_in_rang
     board = "+A.\n...\n.HG"                                       # the walker came from the left
     assert gw.move_reward(board, "l") == -gw.REVISIT_COST == -0.1  # back onto its trail
     assert gw.move_reward(board, "r") == gw.move_reward(board, "u") == 0.0   # fresh; off the map
-    # r_t = earned(turn) and the last move adds the outcome: gamma 0.5, lambda 1, V = 0,
-    # rewards -0.1 then +1: returns -0.1 + 0.5 * 1 = 0.4 and 1
+    # r_t = move_reward(board, move) and the last move adds the outcome: gamma 0.5, lambda 1,
+    # V = 0, rewards -0.1 then +1: returns -0.1 + 0.5 * 1 = 0.4 and 1
     h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(0, "b1", [1], [2])]
     earned = {"b0": -0.1, "b1": 0.0}
     td = tg.td_targets([h], [(1,)], torch.zeros(2), tg.Config(gamma=0.5, gae_lambda=1.0),
-                       players=1, earned=lambda t: earned[t.board])
+                       players=1, move_reward=lambda board, text: earned[board])
     assert [round(t.ret, 5) for t in td] == [0.4, 1.0]
     # costs before a loss would take the return below V's range: clipped at -1, as BCE needs
     td = tg.td_targets([h], [(-1,)], torch.zeros(2), tg.Config(gamma=1.0, gae_lambda=1.0),
-                       players=1, earned=lambda t: -0.5)
+                       players=1, move_reward=lambda board, text: -0.5)
     assert [round(t.ret, 5) for t in td] == [-1.0, -1.0]                      # -2.0, -1.5
     # the critic's one-step value of a move adds the cost: r + gamma V(next)
     q = tg.move_values(gw, tiny_lobe, [board, board], ["l", "r"], gamma=0.9)
