@@ -17,7 +17,8 @@ self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9)
         left  <- PPO-clip (eq 8) with those advantages on its own moves, + kl_coef * eq 2
                                                                      steps 6-7, lines 19-20, 28
         §5.4: while the critic is not satisfied with the moves (capped), self_play=sampled:
-        the left lobe samples a move at each of its positions, the critic scores it, eq 8;
+        the left lobe samples a move at each of its positions, the critic scores it by one
+        TD step (discounted as V is), eq 8;
         self_play=every: the critic values every legal move of every position of the batch by
         one TD step (move_values), and the left lobe takes eq 8 in expectation over its moves;
         critic_target=best also steps the critic toward each position's best move's value
@@ -36,7 +37,8 @@ the positions A's exact losses come from (games.tictactoe.explain).
 What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
 result, evaluate, ...): a tic-tac-toe lobe reads the board from the mover's side and turned
 into one fixed image of its 8 symmetric ones, and names its move in that frame; a gridworld
-walker sees the 5 x 5 cells around it and the goal's direction, the same text on any map, and
+walker sees the 5 x 5 cells around it, its trail counted to two and the goal's direction, the
+same text on any map; it starts part way along a random walk (exploring starts of its own) and
 has one seat, so the opponent and openings options are the two-player games'; a checkers lobe
 reads the board turned to its side and its lettered legal moves, and answers with a letter (the
 'optimal' opponent there is alpha-beta at depth 2), and a chess lobe the same way
@@ -263,8 +265,9 @@ def warm_start(cfg, device):
 @torch.no_grad()
 def play_games(game, left, n_games, opponents, cfg, rng):
     """n_games in one batch (game.play_batch) from the game's exploring starts (tic-tac-toe: after
-    0..openings random moves; gridworld: random train maps); the left lobe samples its moves at
-    `temperature`. Returns history[g] = [Turn] and outcome[g], the result of each seat."""
+    0..openings random moves; gridworld: random train maps part way along a random walk); the
+    left lobe samples its moves at `temperature`. Returns history[g] = [Turn] and outcome[g], the
+    result of each seat."""
     def mover(boards):
         ctx = [board_ids(game, b) for b in boards]
         texts, actions, _ = speak(left, ctx, game.MOVE_TOKENS, cfg.temperature)
@@ -346,19 +349,21 @@ def move_values(game, right, boards, texts, gamma=1.0):
     return q.clamp(-1.0, 1.0)
 
 
-def move_scores(game, right, boards, texts):
+def move_scores(game, right, boards, texts, gamma=1.0):
     """The critic's expected score (win 1, draw 1/2, loss 0) of each move, (Q + 1) / 2 of
-    move_values undiscounted: the final result if the move ends the game, 0 if it is illegal,
-    else sigma(V logit of the position after it) for the side then to move (1 - that in a
-    two-player game, where it is the opponent)."""
-    return (move_values(game, right, boards, texts) + 1) / 2
+    move_values (undiscounted unless gamma < 1): the final result if the move ends the game, 0 if
+    it is illegal, else sigma(V logit of the position after it) for the side then to move (1 -
+    that in a two-player game, where it is the opponent)."""
+    return (move_values(game, right, boards, texts, gamma) + 1) / 2
 
 
 def sampled_play(game, left, right, ref, opt_left, boards, cfg):
     """§5.4 on a batch's positions, sampled: the left lobe samples a move at each, the critic
-    scores it (move_scores), and eq 8 updates the lobe with advantage = reward(move) -
-    reward(V(position)), a baseline the move does not change, until the critic's mean score
-    reaches `satisfied`."""
+    scores it (move_scores, discounted by the game's gamma as V is), and eq 8 updates the lobe
+    with advantage = reward(move) - reward(V(position)), a baseline the move does not change,
+    until the critic's mean score reaches `satisfied`. With reward D that advantage is half the
+    TD error r + gamma V(next) - V(position); undiscounted it would add (1 - gamma) V(next) / 2
+    to every move into a position the critic likes, going round in one included."""
     ctx = [board_ids(game, b) for b in boards]
     with torch.no_grad():
         base = reward_transform(torch.sigmoid(board_scores(game, right, boards)).cpu(),
@@ -366,7 +371,7 @@ def sampled_play(game, left, right, ref, opt_left, boards, cfg):
     for rounds in range(cfg.self_play_max):
         with torch.no_grad():
             texts, actions, _ = speak(left.eval(), ctx, game.MOVE_TOKENS, cfg.temperature)
-            p = move_scores(game, right, boards, texts)
+            p = move_scores(game, right, boards, texts, cfg.gamma)
         left.train()
         if p.mean() >= cfg.satisfied:
             return rounds

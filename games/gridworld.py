@@ -6,7 +6,8 @@ A map is text, one row per line:
 
     A..#      A  the agent (its start)        #  a wall: moving into it is illegal
     .#H.      G  the goal: reaching it wins   H  a hole: stepping in loses
-    ...G      .  floor                        +  floor the agent has walked (its trail)
+    ...G      .  floor                        +  floor the agent has left once (its trail)
+              a  the agent on its trail       *  floor it has left twice or more
 
 Moves are up, down, left, right (u/d/l/r also parse). Moving off the map or into a wall is an
 illegal move. With slip > 0 a move goes sideways (one of the two perpendicular directions)
@@ -32,10 +33,24 @@ SIZES = {"train": (4, 5), "test": (4, 5), "ood": (8, 8)}  # (smallest, largest) 
 
 
 def parse_map(text):
-    """Map text -> (rows without the agent, the agent's (row, col))."""
+    """Map text -> (rows without the agent, the agent's (row, col)); under an 'a' is trail."""
     rows = text.split("\n")
-    r = next(i for i, row in enumerate(rows) if "A" in row)
-    return [row.replace("A", ".") for row in rows], (r, rows[r].index("A"))
+    r = next(i for i, row in enumerate(rows) if "A" in row or "a" in row)
+    c = rows[r].index("A") if "A" in rows[r] else rows[r].index("a")
+    return [row.replace("A", ".").replace("a", "+") for row in rows], (r, c)
+
+
+def left_behind(cell):
+    """The mark the agent leaves on a cell it walks off: '+' the first time, '*' after that.
+    Two counts are what a walker that sees only the cells around it needs to leave a pocket it
+    goes back and forth in: go where it has been least."""
+    return "+" if cell == "." else "*"
+
+
+def agent_on(cell):
+    """The agent's letter on a cell: 'a' on its trail, so the text alone says what the cell
+    becomes when the agent leaves it ('*')."""
+    return "a" if cell in "+*" else "A"
 
 
 def step(rows, pos, move):
@@ -147,7 +162,7 @@ class Gridworld(Game):
             move = self.rng.choice(SIDEWAYS[move])
         nxt = step(self.rows, self.pos, move) or self.pos
         if nxt != self.pos:
-            self.rows = put(self.rows, self.pos, "+")
+            self.rows = put(self.rows, self.pos, left_behind(self.cell()))
         self.pos = nxt
         self.steps += 1
 
@@ -158,10 +173,7 @@ class Gridworld(Game):
         return {"G": 1, "H": -1}.get(self.cell(), 0)
 
     def render(self):
-        r, c = self.pos
-        rows = list(self.rows)
-        rows[r] = rows[r][:c] + "A" + rows[r][c + 1:]
-        return "\n".join(rows)
+        return "\n".join(put(self.rows, self.pos, agent_on(self.cell())))
 
     def move_text(self, move):
         return move
@@ -184,25 +196,31 @@ def optimal_player(game, rng):
 
 # -----------------------------------------------------------------------------
 # What train_games.py needs to learn the game by Algorithm 2 (games/tictactoe.py has the same).
-# A board is a map's text with the agent on it (Gridworld.render()) and '+' on the cells it has
-# left behind: its trail, the only memory of a walker that reads one board at a time, so it can
-# learn not to go round in circles.
+# A board is a map's text with the agent on it (Gridworld.render()) and '+' / '*' on the cells it
+# has left behind once / more: its trail, the only memory of a walker that reads one board at a
+# time, so it can learn not to go round in circles.
 
 PLAYERS = 1               # one seat: TD discounts forward (train_games.td_targets)
 MOVE_TOKENS = 2           # a move is one character, then <|eos|>
 RADIUS = 2                # the agent sees the 5 x 5 cells around it: on a 4x4-5x5 map most of a
                           #   7 x 7 view is off the map, read as wall, and on 8x8 most of it is
                           #   floor, a view training never showed (results/README.md, Gridworld)
-VIEW = f"ego {2 * RADIUS + 1}x{2 * RADIUS + 1}"   # the checkpoint's board_view (play.py)
+VIEW = f"ego {2 * RADIUS + 1}x{2 * RADIUS + 1}, trail +*"   # the checkpoint's board_view (play.py)
 EVAL_MAPS = 200           # maps per split at evaluation
 DEFAULTS = dict(max_iters=300, batch_size=16, gamma=0.9,   # train_games.py's budget, discount
                 self_play="sampled", critic_target="return")   # and §5.4
 RAN_OUT = -1              # a walk that runs out of moves has lost, as in a hole: scored 0, going
                           #   round in circles would be safer than risking a hole near the goal
-REVISIT_COST = 0.1        # a move back onto the trail earns -REVISIT_COST at once (move_reward),
-                          #   where running out of moves costs only after the last one, a loss
-                          #   discount 0.9 makes worth 1.5% forty moves before; a shortest path
-                          #   never revisits a cell, so the optimal walk pays nothing
+REVISIT_COST = 0.1        # a move back onto the trail earns -REVISIT_COST at once for each time
+                          #   the walker has left that cell (TRAIL; move_reward), where running
+                          #   out of moves costs only after the last one, a loss discount 0.9
+                          #   makes worth 1.5% forty moves before; a shortest path never revisits
+                          #   a cell, so the optimal walk pays nothing
+TRAIL = {"+": 1, "*": 2}  # times a mark says the walker has left a cell, counted to two
+EXPLORE = 0.5             # a training walk starts after 0..EXPLORE x cells random safe moves
+                          #   (starts: exploring starts, as tic-tac-toe's openings): the 8x8 walks
+                          #   that fail go back and forth in a pocket their trail fills, boards a
+                          #   walk from a fresh start seldom brings on a 4x4-5x5 map
 COLUMNS = [(f"{k}_{split}", f"{name} {split}", fmt) for split in ("test", "ood")
            for k, name, fmt in (("success", "success", "{:.1%}"), ("path", "path / BFS", "{:.2f}"),
                                 ("illegal", "illegal", "{:.1%}"), ("ran_out", "ran out", "{:.1%}"))]
@@ -246,19 +264,28 @@ def put(rows, pos, mark):
             for i, row in enumerate(rows)]
 
 
+def random_walk(board, moves, rng):
+    """The boards of a walk of up to `moves` uniformly random moves from board, each into
+    neither a hole nor the goal, board first (fewer where none is left)."""
+    boards = [board]
+    for _ in range(moves):
+        safe = [nxt for nxt, final in (result(board, m) for m in move_texts(board))
+                if final is None]
+        if not safe:
+            break
+        board = rng.choice(safe)
+        boards.append(board)
+    return boards
+
+
 def warm_positions(rng, n_maps=400):
     """The warm start's boards: n_maps train maps, each walked at random (into no hole) for as
     many moves as it has cells, every board on the way with its trail."""
     boards = []
     for _ in range(n_maps):
         board = draw_map("train", rng)
-        for _ in range(len(parse_map(board)[0]) ** 2):
-            boards.append(board)
-            safe = [nxt for nxt, final in (result(board, m) for m in move_texts(board))
-                    if final is None]
-            if not safe:
-                break
-            board = rng.choice(safe)
+        cells = len(parse_map(board)[0]) ** 2
+        boards += random_walk(board, cells, rng)[:cells]
     return boards
 
 
@@ -274,8 +301,14 @@ def move_texts(board, optimal=False):
 
 
 def starts(n, rng, openings):
-    """n random train maps (openings is tic-tac-toe's; a map's start is already random)."""
-    return [draw_map("train", rng) for _ in range(n)]
+    """n random train maps, each after 0..EXPLORE x its cells random safe moves, their trail laid
+    (openings is tic-tac-toe's)."""
+    boards = []
+    for _ in range(n):
+        board = draw_map("train", rng)
+        cells = len(parse_map(board)[0]) ** 2
+        boards.append(random_walk(board, rng.randint(0, int(EXPLORE * cells)), rng)[-1])
+    return boards
 
 
 def result(board, text):
@@ -287,16 +320,17 @@ def result(board, text):
     if nxt is None:
         return None, 0.0
     cell = rows[nxt[0]][nxt[1]]
-    return "\n".join(put(put(rows, pos, "+"), nxt, "A")), {"G": 1.0, "H": 0.0}.get(cell)
+    rows = put(put(rows, pos, left_behind(rows[pos[0]][pos[1]])), nxt, agent_on(cell))
+    return "\n".join(rows), {"G": 1.0, "H": 0.0}.get(cell)
 
 
 def move_reward(board, text):
-    """The reward a move earns on the way, before the walk's outcome: -REVISIT_COST for a step
-    back onto the trail, else 0."""
+    """The reward a move earns on the way, before the walk's outcome: -REVISIT_COST for each
+    time the walker has left the cell it steps back onto (TRAIL), else 0."""
     rows, pos = parse_map(board)
     move = read_move(text)
     nxt = step(rows, pos, move) if move else None
-    return -REVISIT_COST if nxt is not None and rows[nxt[0]][nxt[1]] == "+" else 0.0
+    return -REVISIT_COST * TRAIL.get(rows[nxt[0]][nxt[1]], 0) if nxt is not None else 0.0
 
 
 def play_batch(n_games, opponents, mover, rng, starts):

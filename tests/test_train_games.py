@@ -210,8 +210,15 @@ def test_gridworld_moves_results_and_one_player_td():
     assert gw.result(board, "r") == ("+A.\n.#.\n..G", None)       # on, leaving a trail
     assert gw.move_texts("+A.\n.#.\n..G", optimal=True) == ["r"]   # the trail is floor
     game = gw.Gridworld(grid=board)
-    game.play("right")
-    assert game.render() == gw.result(board, "r")[0]     # play.py's walker leaves the same trail
+    for move in ("right", "left", "right", "left"):      # play.py's walker leaves the same trail
+        board = gw.result(board, move)[0]
+        game.play(move)
+        assert game.render() == board
+    # a cell left once is '+', left again '*'; the agent on its trail is 'a' (trail under it), so
+    # the text alone says what the cell it stands on becomes when it leaves: '*'
+    assert board == "a*.\n.#.\n..G" and gw.parse_map(board) == (["+*.", ".#.", "..G"], (0, 0))
+    assert gw.result(board, "r")[0] == "*a.\n.#.\n..G"
+    assert gw.ego_prompt(board) == "#####|#####|##A*.|##.#.|##..G dr"
     assert gw.result(board, "u") == (None, 0.0)                    # off the map: a forfeit
     assert gw.result(board, "hello") == (None, 0.0)
     assert gw.result("AG", "r")[1] == 1.0 and gw.result("AH", "right")[1] == 0.0
@@ -223,10 +230,22 @@ def test_gridworld_moves_results_and_one_player_td():
     assert [round(t.ret, 5) for t in td] == [0.2, 1.0]
 
 
+def test_gridworld_training_walks_start_part_way_with_their_trail_laid():
+    boards = gw.starts(40, random.Random(0), openings=2)
+    assert boards == gw.starts(40, random.Random(0), openings=2)     # reproducible from the rng
+    for b in boards:
+        rows, (r, c) = gw.parse_map(b)
+        assert 4 <= len(rows) <= 5 and rows[r][c] in ".+"          # on floor: the walk goes on
+        assert sum(row.count("+") + row.count("*") for row in rows) <= gw.EXPLORE * len(rows) ** 2
+    laid = [sum(b.count(m) for m in "+*a") for b in boards]
+    assert min(laid) == 0 and max(laid) >= 5                          # 0..EXPLORE x cells moves
+
+
 def test_gridworld_a_step_back_onto_the_trail_costs_and_the_returns_stay_in_range(tiny_lobe):
     board = "+A.\n...\n.HG"                                       # the walker came from the left
     assert gw.move_reward(board, "l") == -gw.REVISIT_COST == -0.1  # back onto its trail
     assert gw.move_reward(board, "r") == gw.move_reward(board, "u") == 0.0   # fresh; off the map
+    assert gw.move_reward("*a.\n...\n.HG", "l") == -0.2       # a cell left twice costs twice
     # r_t = move_reward(board, move) and the last move adds the outcome: gamma 0.5, lambda 1,
     # V = 0, rewards -0.1 then +1: returns -0.1 + 0.5 * 1 = 0.4 and 1
     h = [tg.Turn(0, "b0", [1], [2]), tg.Turn(0, "b1", [1], [2])]
@@ -245,9 +264,31 @@ def test_gridworld_a_step_back_onto_the_trail_costs_and_the_returns_stay_in_rang
     assert torch.allclose(q, torch.tensor([-0.1, 0.0]) + 0.9 * v, atol=1e-5)
 
 
+def test_sampled_play_advantage_is_half_the_discounted_td_error(sharp_lobe, monkeypatch):
+    # §5.4 sampled, gridworld (gamma 0.9): advantage = D(r + gamma V(next)) - D(V(now)), half the
+    # TD error, with V discounted as the critic learned it; an illegal move's Q is -1
+    board, texts = "+A.\n...\n.HG", ["l", "r", "d", "u"]    # trail (cost 0.1), fresh, off the map
+    seen = {}
+    monkeypatch.setattr(tg, "speak", lambda *a: (texts, [[0]] * 4, None))
+    monkeypatch.setattr(tg, "make_rollout", lambda left, ctx, acts, adv, cfg: seen.update(adv=adv))
+    monkeypatch.setattr(tg, "actor_update", lambda *a: None)
+    cfg = tg.Config(game="gridworld", satisfied=1.0)             # never satisfied: one round
+    assert cfg.gamma == 0.9
+    assert tg.sampled_play(gw, sharp_lobe, sharp_lobe, None, None, [board] * 4, cfg) == 1
+
+    def v(b):
+        return 2 * torch.sigmoid(sharp_lobe.score([tg.board_ids(gw, b)]))[0].item() - 1
+    nxt = ["a+.\n...\n.HG", "++A\n...\n.HG", "++.\n.A.\n.HG"]
+    assert [gw.result(board, t)[0] for t in texts] == nxt + [None]
+    q = [-0.1 + 0.9 * v(nxt[0]), 0.9 * v(nxt[1]), 0.9 * v(nxt[2]), -1.0]
+    assert seen["adv"].tolist() == pytest.approx([(qi - v(board)) / 2 for qi in q], abs=1e-5)
+    assert min(abs(0.1 * v(b)) for b in nxt) > 1e-3       # undiscounted would fail the line above
+
+
 def test_gridworld_walks_end_at_goal_hole_forfeit_or_the_limit(tiny_lobe):
     starts = ["AG", "AH", "A.", "A.\n.."]
-    scripted = {"AG": "r", "AH": "r", "A.": "u", "A.\n..": "r", "+A\n..": "l", "A+\n..": "r"}
+    scripted = {"AG": "r", "AH": "r", "A.": "u", "A.\n..": "r", "+A\n..": "l", "a+\n..": "r",
+                "*a\n..": "l"}
     history, outcome = gw.play_batch(4, None, lambda bs: [(scripted[b], b) for b in bs], None,
                                      starts)
     assert outcome == [(1,), (-1,), (-1,), (gw.RAN_OUT,)]  # goal, hole, off the map, out of moves
@@ -267,7 +308,7 @@ def test_gridworld_evaluate_splits_walks_into_success_illegal_and_ran_out(monkey
     def pace(board):           # back onto the trail if there is one, else a safe step off the start
         rows, (r, c) = gw.parse_map(board)
         moves = [(m, gw.MOVES[gw.ALIASES[m]]) for m in gw.move_texts(board)]
-        back = [m for m, (dr, dc) in moves if rows[r + dr][c + dc] == "+"]
+        back = [m for m, (dr, dc) in moves if rows[r + dr][c + dc] in gw.TRAIL]
         return (back or [m for m, _ in moves if gw.result(board, m)[1] is None])[0]
     r = gw.evaluate(lambda boards: [pace(b) for b in boards])
     assert r["ran_out_test"] == r["ran_out_ood"] == 1.0 and r["success_test"] == 0.0
@@ -280,7 +321,7 @@ def test_smoke_gridworld_run(tmp_path, monkeypatch):
     assert [r["iter"] for r in rows] == [0, 1, 2] and rows[-1]["loss_best"] > 0
     assert all(0 <= r[k] <= 1 for r in rows for k in ("success_test", "F_success_ood"))
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
-    assert ckpt["board_view"] == gw.VIEW == "ego 5x5"   # with its size: play.py checks it
+    assert ckpt["board_view"] == gw.VIEW == "ego 5x5, trail +*"   # play.py checks it
     with pytest.raises(UsageError, match="trained on gridworld"):   # not a tic-tac-toe one
         tg.main(tg.Config(out_dir=str(tmp_path), **TINY_GAMES))
 
