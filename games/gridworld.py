@@ -35,9 +35,8 @@ SIZES = {"train": (4, 5), "test": (4, 5), "ood": (8, 8)}  # (smallest, largest) 
 def parse_map(text):
     """Map text -> (rows without the agent, the agent's (row, col)); under an 'a' is trail."""
     rows = text.split("\n")
-    r = next(i for i, row in enumerate(rows) if "A" in row or "a" in row)
-    c = rows[r].index("A") if "A" in rows[r] else rows[r].index("a")
-    return [row.replace("A", ".").replace("a", "+") for row in rows], (r, c)
+    pos = next((r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch in "Aa")
+    return [row.replace("A", ".").replace("a", "+") for row in rows], pos
 
 
 def left_behind(cell):
@@ -311,12 +310,18 @@ def starts(n, rng, openings):
     return boards
 
 
+def landing(board, text):
+    """(rows, the agent's cell, the cell the move `text` leads to, None if illegal or
+    unreadable): what result and move_reward both read."""
+    rows, pos = parse_map(board)
+    move = read_move(text)
+    return rows, pos, step(rows, pos, move) if move else None
+
+
 def result(board, text):
     """What the move `text` does: (the board after it, the final score: 1 at the goal, 0 in a
     hole, None while the walk goes on); an illegal or unreadable move is (None, 0.0), a forfeit."""
-    rows, pos = parse_map(board)
-    move = read_move(text)
-    nxt = step(rows, pos, move) if move else None
+    rows, pos, nxt = landing(board, text)
     if nxt is None:
         return None, 0.0
     cell = rows[nxt[0]][nxt[1]]
@@ -327,9 +332,7 @@ def result(board, text):
 def move_reward(board, text):
     """The reward a move earns on the way, before the walk's outcome: -REVISIT_COST for each
     time the walker has left the cell it steps back onto (TRAIL), else 0."""
-    rows, pos = parse_map(board)
-    move = read_move(text)
-    nxt = step(rows, pos, move) if move else None
+    rows, _, nxt = landing(board, text)
     return -REVISIT_COST * TRAIL.get(rows[nxt[0]][nxt[1]], 0) if nxt is not None else 0.0
 
 
