@@ -25,24 +25,25 @@ self-play against the critic (§5.4), Pavlovian gradient decay over moves (eq 9)
 
 The warm start (out_dir/warm) is a left lobe trained with eq 1 on uniformly random legal moves
 only: it learns the format and the rules, no strategy; both lobes start from it and eq 2's
-reference is its left lobe. With --warm_moves=optimal it learns the perfect player's moves
-instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect labels in a budget
-(row 0 of the table). Each evaluation measures the greedy left lobe alone (A) and the
-lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe
-exactly (games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal
-reply enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the
-BFS optimum), checkers in games against the random player and alpha-beta at depths 1 and 2,
-chess against the random player and alpha-beta at depth 1; a tic-tac-toe run ends by listing
-the positions A's exact losses come from (games.tictactoe.explain).
-What a game gives the learner lives in games/<game>.py (PLAYERS, learner_prompt, play_batch,
-result, evaluate, ...): a tic-tac-toe lobe reads the board from the mover's side and turned
-into one fixed image of its 8 symmetric ones, and names its move in that frame; a gridworld
-walker sees the 5 x 5 cells around it, its trail counted to two and the goal's direction, the
-same text on any map; it starts part way along a random walk (exploring starts of its own) and
-has one seat, so the opponent and openings options are the two-player games'; a checkers lobe
-reads the board turned to its side and its lettered legal moves, and answers with a letter (the
-'optimal' opponent there is alpha-beta at depth 2), and a chess lobe the same way
-(games/listed.py; its 'optimal' is alpha-beta at depth 1).
+reference is its left lobe. With --warm_critic=random (checkers' default) the critic then learns by
+eq 7 the values of random games' positions, as little strategy as the rules: what random play's
+results say of a position. With --warm_moves=optimal the left lobe learns the perfect player's
+moves instead: not Algorithm 2 but its ceiling, what this lobe learns from perfect labels in a
+budget (row 0 of the table). Each evaluation measures the greedy left lobe alone (A) and the
+lateralized IDL (F), where the critic accepts or rejects the left lobe's moves: tic-tac-toe exactly
+(games.tictactoe.exact_outcome: against the optimal player from each seat, every optimal reply
+enumerated), gridworld on 4x4-5x5 test maps and 8x8 ood maps (success, moves against the BFS
+optimum), checkers in games against the random player and alpha-beta at depths 1 and 2, chess
+against the random player and alpha-beta at depth 1; a tic-tac-toe run ends by listing the
+positions A's exact losses come from (games.tictactoe.explain). What a game gives the learner lives
+in games/<game>.py (PLAYERS, learner_prompt, play_batch, result, evaluate, ...): a tic-tac-toe lobe
+reads the board from the mover's side and turned into one fixed image of its 8 symmetric ones, and
+names its move in that frame; a gridworld walker sees the 5 x 5 cells around it, its trail counted
+to two and the goal's direction, the same text on any map; it starts part way along a random walk
+(exploring starts of its own) and has one seat, so the opponent and openings options are the
+two-player games'; a checkers lobe reads the board turned to its side and its lettered legal moves,
+and answers with a letter (the 'optimal' opponent there is alpha-beta at depth 2), and a chess lobe
+the same way (games/listed.py; its 'optimal' is alpha-beta at depth 1).
 
     $ python train_games.py                                  # CPU, minutes
     $ python train_games.py --game=gridworld
@@ -72,7 +73,7 @@ from ppo import actor_update, expected_update, make_candidates, make_rollout
 from sln import load_lobes
 
 # what makes the warm start (out_dir/warm): a run that sets any of them otherwise cannot reuse it
-WARM_KEYS = ("seed", "warm_iters", "warm_moves", "n_layer", "n_head", "n_embd")
+WARM_KEYS = ("seed", "warm_iters", "warm_moves", "warm_critic", "n_layer", "n_head", "n_embd")
 GAMES = ("tictactoe", "gridworld", "checkers", "chess")   # with a learner's interface (games/)
 
 
@@ -128,10 +129,18 @@ class Config(Checked):
     warm_moves: str = "random"    # its targets: random (uniform legal moves: the rules, no
                                   #   strategy) | optimal (the perfect player's: a supervised
                                   #   ceiling to compare with, not Algorithm 2)
+    warm_critic: str = ""         # the critic's warm start: random (eq 7, warm_iters steps,
+                                  #   toward the values of random games' positions: checkers,
+                                  #   chess) | none (an untrained score head) ('': the game's,
+                                  #   checkers random, the others none)
     n_layer: PosInt = 2           # blocks per lobe
     n_head: PosInt = 4            # attention heads per block
     n_embd: PosInt = 64           # residual width per lobe
     idl_limit: PosInt = 4         # F's attempts per move at evaluation (Alg 2 line 5)
+    threshold: Prob = 0.0         # F plays the first proposal the critic scores >= this (Alg 2
+                                  #   line 15), else the best-scored of idl_limit; 1: only a
+                                  #   move that wins at once stops the search early (0: the
+                                  #   game's, checkers 1, the others 0.5)
     eval_interval: PosInt = 100   # evaluate and checkpoint every this many batches
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
 
@@ -150,10 +159,15 @@ class Config(Checked):
                 raise UsageError(str(e)) from None
         # 0 or '': the game's own value (games/<game>.py DEFAULTS), filled in as the Config is
         # built, so every Config holds the values a run uses
-        own = {**game_of(self).DEFAULTS,
+        own = {"warm_critic": "none", "threshold": 0.5, **game_of(self).DEFAULTS,
                "out_dir": os.path.join("out", self.game)}
         for k, v in own.items():
             setattr(self, k, getattr(self, k) or v)
+        if self.warm_critic not in ("random", "none"):
+            raise UsageError(f"--warm_critic must be random or none, got {self.warm_critic!r}")
+        if self.warm_critic == "random" and not hasattr(game_of(self), "warm_values"):
+            raise UsageError(f"--warm_critic=random learns the values of random games' positions: "
+                             f"checkers and chess have them, {self.game} does not")
         if self.self_play not in ("sampled", "every"):
             raise UsageError(f"--self_play must be sampled or every, got {self.self_play!r}")
         if self.critic_target not in ("return", "best"):
@@ -216,29 +230,55 @@ def board_scores(game, right, boards):
     return spread(right.score([seqs[i] for i in keep]), at)
 
 
+def warm_steps(model, iters, batch_loss, cfg, device):
+    """iters AdamW steps on batch_loss() (a fresh batch each) at train_sft.py's lr and weight
+    decay, warm-up and decay: the warm starts' optimisation. Returns the last loss."""
+    opt = make_optimizer(model, 2e-3, 0.1)
+    for step in range(iters):
+        set_lr(opt, lr_at(step, iters, 2e-3, warmup=min(50, iters // 5)))
+        with autocast(device):
+            loss = batch_loss()
+        optimize(model, opt, loss, cfg.grad_clip)
+    return loss.item()
+
+
 def move_sft(cfg, device, path):
     """The games warm start: a lobe trained with eq 1 on uniformly drawn positions, each with a
     uniformly drawn legal move (warm_moves=random: the format and the rules, no strategy) or
     optimal move (optimal). Both lobes start from it, as both start from train_sft's eq 1 on
-    tasks; the right lobe's score head is untrained."""
+    tasks. With warm_critic=random the critic then takes eq 7 toward the values of random games'
+    positions (game.warm_values: their results for the side to move, discounted as V is): as
+    the left lobe knows the rules and no strategy, the critic knows what random play's results
+    say of a position (material, a man the opponent's listed jumps take) and nothing of the
+    policies to come, whose values Algorithm 2's TD steps then teach it; else its score head
+    is untrained and F's first searches score at random."""
     seed_everything(cfg.seed)
     game = game_of(cfg)
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
     left, right = Lobe(lcfg).to(device), Lobe(lcfg).to(device)
-    opt = make_optimizer(left, 2e-3, 0.1)                    # train_sft.py's lr and weight decay
     rng = random.Random(f"{cfg.seed}/warm")
     optimal = cfg.warm_moves == "optimal"
     boards = [b for b in game.warm_positions(rng) if game.move_texts(b, optimal)]
-    for step in range(cfg.warm_iters):
+
+    def moves_loss():                                                                   # eq 1
         batch = [rng.choice(boards) for _ in range(64)]
         answers = [answer_ids(rng.choice(game.move_texts(b, optimal))) for b in batch]
-        set_lr(opt, lr_at(step, cfg.warm_iters, 2e-3, warmup=min(50, cfg.warm_iters // 5)))
-        with autocast(device):
-            loss = sft_loss(*teacher_forced(left, [board_ids(game, b) for b in batch], answers))
-        optimize(left, opt, loss, cfg.grad_clip)                                        # eq 1
+        return sft_loss(*teacher_forced(left, [board_ids(game, b) for b in batch], answers))
+    loss = warm_steps(left, cfg.warm_iters, moves_loss, cfg, device)
     print(f"warm start: {cfg.warm_iters} eq 1 steps on {cfg.warm_moves} legal moves of "
-          f"{len(boards)} positions, last loss {loss.item():.3f}")
+          f"{len(boards)} positions, last loss {loss:.3f}")
     right.load_state_dict(left.state_dict())   # the critic starts from the same board features
+    if cfg.warm_critic == "random":
+        crng = random.Random(f"{cfg.seed}/critic")
+        values = game.warm_values(crng, cfg.gamma)
+
+        def values_loss():                                                              # eq 7
+            batch = [crng.choice(values) for _ in range(64)]
+            v = torch.tensor([v for _, v in batch], device=device)
+            return critic_loss(board_scores(game, right, [b for b, _ in batch]), (v + 1) / 2)
+        loss = warm_steps(right, cfg.warm_iters, values_loss, cfg, device)
+        print(f"critic's warm start: {cfg.warm_iters} eq 7 steps on the values of "
+              f"{len(values)} positions of random games, last loss {loss:.3f}")
     save_lobes(path, left, right, cfg=cfg, task=cfg.game, board_view=game.VIEW)
 
 
@@ -254,8 +294,9 @@ def warm_start(cfg, device):
     left, right, ckpt = load_lobes(path, device, cfg.game)
     made, want = ckpt["config"], game_of(cfg).VIEW
     view = ckpt.get("board_view", want)
-    stale = [f"--{k}={made[k]}" for k in WARM_KEYS
-             if cfg.init_from == "warm" and made.get(k, getattr(cfg, k)) != getattr(cfg, k)]
+    keys = WARM_KEYS + (("gamma",) if cfg.warm_critic == "random" else ())  # critic's targets
+    stale = [f"--{k}={made.get(k)}" for k in keys
+             if cfg.init_from == "warm" and made.get(k) != getattr(cfg, k)]
     if stale or view != want:
         made_with = " ".join(stale) or f"lobes that read the board as {view!r}"
         raise UsageError(f"{path} was made with {made_with}: pick another --out_dir or delete it")
@@ -447,17 +488,19 @@ def greedy_moves(game, left, boards, chunk=1024):
 
 
 @torch.no_grad()
-def evaluate_games(game, left, right, idl_limit, chunk=1024):
+def evaluate_games(game, left, right, cfg, chunk=1024):
     """game.evaluate (tic-tac-toe: exact results against the optimal player from each seat;
     gridworld: walks on test and ood maps) of the greedy left lobe alone (A) and of the
-    lateralized IDL (F, critic_moves), with F's mean attempts per move."""
+    lateralized IDL (F, critic_moves at cfg's idl_limit and threshold), with F's mean attempts
+    per move."""
     left.eval(), right.eval()
     attempts = []
 
     def idl(boards):
         texts = []
         for i in range(0, len(boards), chunk):
-            said, n = critic_moves(game, left, right, boards[i:i + chunk], idl_limit, seed=i)
+            said, n = critic_moves(game, left, right, boards[i:i + chunk], cfg.idl_limit,
+                                   cfg.threshold, seed=i)
             texts += said
             attempts.extend(n)
         return texts
@@ -484,8 +527,7 @@ def main(cfg: Config):
         resume(ckpt, ckpt_path, opt_left=opt_left, opt_right=opt_right)
         start, rows = ckpt["iteration"], ckpt["rows"]
     else:
-        start, rows = 0, [dict(iter=0, **evaluate_games(game, left, right, cfg.idl_limit),
-                               minutes=0.0)]
+        start, rows = 0, [dict(iter=0, **evaluate_games(game, left, right, cfg), minutes=0.0)]
     print(f"{cfg.game}: left {left.num_params():,} + right {right.num_params():,} "
           f"parameters on {device}")
     log = Logger(cfg.out_dir, start, cfg.max_iters, "games", cfg.wandb_project,
@@ -533,7 +575,7 @@ def main(cfg: Config):
         log.log(it + 1, **stats)
         if (it + 1) % cfg.eval_interval and it + 1 < cfg.max_iters:
             continue
-        row = dict(iter=it + 1, **evaluate_games(game, left, right, cfg.idl_limit), **stats,
+        row = dict(iter=it + 1, **evaluate_games(game, left, right, cfg), **stats,
                    minutes=(time.time() - t0) / 60)
         log.report(it + 1, row, rows, digits=4)
         save_lobes(ckpt_path, left, right, opt_left, opt_right, cfg, task=cfg.game,

@@ -185,9 +185,11 @@ PLAYERS = 2               # two seats: TD is negamax over plies (train_games.td_
 VIEW = "mover"            # the checkpoint's board_view: the lobes read learner_prompt (play.py)
 MOVE_TOKENS = 2           # a letter, then <|eos|>
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"   # more than a position has
-DEFAULTS = dict(max_iters=30, batch_size=16, gamma=0.99,   # train_games.py's budget, discount
-                self_play="sampled", critic_target="return")   # and §5.4; discounted: a game
-                          #   is 20-50 of the learner's moves, so a win sooner counts more
+# train_games.py's budget, discount and §5.4 (discounted: a game is 20-50 of the learner's moves,
+# so a win sooner counts more); the critic starts knowing random games' values; F plays the best
+# of its proposals, as in a won position a move that gives a man away still scores above 0.5
+DEFAULTS = dict(max_iters=30, batch_size=16, gamma=0.99, self_play="sampled",
+                critic_target="return", warm_critic="random", threshold=1.0)
 EVAL_GAMES = 40           # games against each opponent at evaluation, half from each seat
 OPPONENTS = {"random": 0, "alphabeta1": 1, "alphabeta2": 2}   # name -> search depth (0: random)
 OPTIMAL_DEPTH = 2         # the 'optimal' opponent: alpha-beta at depth 2
@@ -239,8 +241,8 @@ def learner_prompt(board):
 
 
 # the rest of the learner's interface, shared with chess (games/listed.py), bound to this module
-(read_choice, result, board_move, move_texts, warm_positions, starts, opponent_move, play_batch,
- evaluate) = listed.bind(sys.modules[__name__])
+(read_choice, result, board_move, move_texts, warm_positions, warm_values, starts, opponent_move,
+ play_batch, evaluate) = listed.bind(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -175,8 +175,8 @@ def learner_prompt(board):
 
 
 # the rest of the learner's interface, shared with checkers (games/listed.py), bound to here
-(read_choice, result, board_move, move_texts, warm_positions, starts, opponent_move, play_batch,
- evaluate) = listed.bind(sys.modules[__name__])
+(read_choice, result, board_move, move_texts, warm_positions, warm_values, starts, opponent_move,
+ play_batch, evaluate) = listed.bind(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -57,15 +57,31 @@ def move_texts(rules, board, optimal=False):
     return list(picks)
 
 
+def random_games(rules, rng, n_games):
+    """n_games between two uniformly random players: each game's positions not over, as
+    (board, side to move), and the game at its end."""
+    played = []
+    for _ in range(n_games):
+        game, seen = rules.new_game(), []
+        while not game.over():
+            seen.append((rules.state(game), game.to_move))
+            game.play(rng.choice(game.legal_moves()))
+        played.append((seen, game))
+    return played
+
+
 def warm_positions(rules, rng, n_games=200):
     """The warm start's boards: every position not over of n_games random games."""
-    boards = []
-    for _ in range(n_games):
-        game = rules.new_game()
-        while not game.over():
-            boards.append(rules.state(game))
-            game.play(rng.choice(game.legal_moves()))
-    return boards
+    return [board for seen, _ in random_games(rules, rng, n_games) for board, _ in seen]
+
+
+def warm_values(rules, rng, gamma, n_games=200):
+    """The critic's warm start: every position not over of n_games random games with its value
+    under random play, as negamax TD defines V (train_games.td_targets at gae_lambda 1): the
+    game's result for the side to move, discounted by gamma per ply to the end. [(board, v)]."""
+    return [(board, game.outcome(seat) * gamma ** (len(seen) - 1 - k))
+            for seen, game in random_games(rules, rng, n_games)
+            for k, (board, seat) in enumerate(seen)]
 
 
 def starts(rules, n, rng, openings):
@@ -142,7 +158,8 @@ def columns(rules):
 
 def bind(rules):
     """The functions above bound to a game module, in this order: read_choice, result,
-    board_move, move_texts, warm_positions, starts, opponent_move, play_batch, evaluate."""
+    board_move, move_texts, warm_positions, warm_values, starts, opponent_move, play_batch,
+    evaluate."""
     return tuple(partial(f, rules) for f in (read_choice, result, board_move, move_texts,
-                                             warm_positions, starts, opponent_move, play_batch,
-                                             evaluate))
+                                             warm_positions, warm_values, starts, opponent_move,
+                                             play_batch, evaluate))

@@ -179,6 +179,12 @@ def test_each_game_fills_in_its_own_budget_and_discount():
     assert (ttt_cfg.self_play, ttt_cfg.critic_target) == ("every", "best")
     assert (gw_cfg.self_play, gw_cfg.critic_target) == ("sampled", "return")
     assert tg.Config(game="gridworld", gamma=0.5, batch_size=3).batch_size == 3     # given: kept
+    # the critic's warm start: checkers' default, none for the others, and given: kept
+    assert (tg.Config(game="checkers").warm_critic, ttt_cfg.warm_critic) == ("random", "none")
+    assert tg.Config(game="checkers", warm_critic="none").warm_critic == "none"
+    # F's threshold: checkers plays the best of its proposals unless one wins at once
+    assert [tg.Config(game=g).threshold for g in ("checkers", "gridworld")] == [1.0, 0.5]
+    assert tg.Config(game="checkers", threshold=0.7).threshold == 0.7
 
 
 def test_bad_options_are_one_line_usage_errors():
@@ -186,7 +192,9 @@ def test_bad_options_are_one_line_usage_errors():
                 dict(reward_transform="exp"), dict(game="go"), dict(warm_moves="best"),
                 dict(self_play="all"), dict(critic_target="max"),
                 dict(self_play="sampled", critic_target="best"),          # best values every move
-                dict(self_play="every", reward_transform="logD")):       # every reads D itself
+                dict(self_play="every", reward_transform="logD"),        # every reads D itself
+                dict(warm_critic="best"),
+                dict(warm_critic="random")):               # tic-tac-toe has no warm_values
         with pytest.raises(UsageError):
             tg.Config(**bad)                  # checked as it is built
 
@@ -379,10 +387,30 @@ def test_smoke_listed_move_game_run(name, tmp_path, monkeypatch):
     monkeypatch.setattr(game, "EVAL_GAMES", 2)
     if name == "chess":
         monkeypatch.setattr(game, "MAX_PLIES", 8)                  # short games
-    rows = tg.main(tg.Config(game=name, out_dir=str(tmp_path), **TINY_GAMES))
+    cfg = dict(TINY_GAMES, game=name, out_dir=str(tmp_path), warm_critic="random")
+    rows = tg.main(tg.Config(**cfg))
     assert [r["iter"] for r in rows] == [0, 1, 2]
     assert all(0 <= r["win_random"] + r["loss_random"] <= 1 for r in rows)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["board_view"] == "mover"
+    warm = torch.load(tmp_path / "warm" / "ckpt.pt", weights_only=False)  # the critic learned
+    assert not torch.equal(warm["left"]["score_head.weight"], warm["right"]["score_head.weight"])
+    for other in (dict(warm_critic="none"), dict(gamma=0.5)):     # its targets: not reused
+        with pytest.raises(UsageError, match="was made with"):
+            tg.main(tg.Config(**{**cfg, **other}))
+
+
+def test_warm_values_are_random_games_results_discounted_for_the_side_to_move():
+    values = ck.warm_values(random.Random(0), 0.9, n_games=2)
+    assert [b for b, _ in values] == ck.warm_positions(random.Random(0), n_games=2)
+    rng, game, n = random.Random(0), ck.new_game(), 0      # the first game, replayed by hand
+    while not game.over():
+        last = game.to_move
+        game.play(rng.choice(game.legal_moves()))
+        n += 1
+    v = [v for _, v in values[:n]]
+    assert v[-1] == game.outcome(last) != 0                # the last mover's result, undiscounted
+    assert v[0] == pytest.approx(game.outcome(0) * 0.9 ** (n - 1))     # black moved first
+    assert all(a == pytest.approx(-0.9 * b) for a, b in zip(v, v[1:]))  # negamax: each ply
 
 
 def test_checkers_evaluate_counts_forfeits_as_losses(monkeypatch):
