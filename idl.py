@@ -16,6 +16,10 @@ token <|v0|>..<|v9|>, which is what train_sft.py teaches the left lobe to read.
 Tall (Figure 3): both lobes generate; each one's input is the prompt plus the other's last
 answer; they stop when their answers agree.
 
+On a game's move (critic_moves; train_games.py's F and play.py's): the left lobe proposes moves,
+the right lobe, a value of positions, scores the position each one leads to, and the first it
+scores >= threshold is played, else the best-scored of idl_limit.
+
 Differentiable (§5.1 eqs 3-4, §5.2 eqs 5-6; soft_lateralized, used by train_gan.py and bench.py):
 the lateralized loop on soft tokens with no stopping rule, so D's score of the last answer
 backpropagates through every loop (full BPTT), through the last m only (truncated BPTT), or with
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from data.tokenizer import EOS, LEFT, RIGHT, SEP, VALENCE, decode_answer, valence_token, vocab_size
-from lobes import answer_ids, prompt_ids, soft_tokens
+from lobes import answer_ids, distinct, prompt_ids, soft_tokens, spread
 
 
 @dataclass
@@ -147,6 +151,84 @@ def tall(left, right, prompts, idl_limit=4, temperature=0.0, max_new_tokens=16):
     for i in active:
         d.stop[i], d.final[i] = "limit", last_left[i]
     return d
+
+
+# -----------------------------------------------------------------------------
+# The lateralized IDL on a game's move (train_games.py, play.py): the left lobe proposes a move,
+# the right lobe, a value V of positions for the side to move (the board seen from its side),
+# scores the position the move leads to by one TD step. `game` is a module of games/ with a
+# learner's interface: learner_prompt(board), result(board, text), PLAYERS, MOVE_TOKENS, and
+# move_reward where a move earns a reward before the outcome (gridworld).
+def board_ids(game, board):
+    """<|bos|> what the lobe sees of the board <|sep|>: tic-tac-toe from the mover's side (its
+    own marks are x, so both seats share what they learn) up to symmetry, gridworld around the
+    agent."""
+    return prompt_ids(game.learner_prompt(board))
+
+
+def board_scores(game, right, boards):
+    """The critic's score logit of each board (B,), each distinct prompt computed once: a batch
+    of games revisits positions (tic-tac-toe: ~1,160 positions a move away, ~440 classes up to
+    symmetry), and copies share a score and sum their gradients (lobes.distinct, spread)."""
+    seqs = [board_ids(game, b) for b in boards]
+    keep, at = distinct(tuple(s) for s in seqs)
+    return spread(right.score([seqs[i] for i in keep]), at)
+
+
+@torch.no_grad()
+def move_values(game, right, boards, texts, gamma=1.0):
+    """Q(s, a) of the move `text` on each board by one step of TD with the critic's own V (the
+    NOTE after eq 8): the mover's result in [-1, 1] if the move ends the game (game.result), -1
+    if it is illegal (a forfeit), else r - gamma V(next), the opponent then to move (one player:
+    r + gamma V(next)), r the game's move_reward (0 without one), clipped to [-1, 1]."""
+    q, ask, move_reward = torch.zeros(len(boards)), [], getattr(game, "move_reward", None)
+    for i, (b, text) in enumerate(zip(boards, texts)):
+        nxt, final = game.result(b, text)
+        if final is not None:
+            q[i] = 2 * final - 1
+        elif nxt is not None:
+            ask.append((i, nxt))
+            q[i] = move_reward(b, text) if move_reward else 0.0
+    if ask:
+        v = 2 * torch.sigmoid(board_scores(game, right, [b for _, b in ask])).cpu() - 1
+        q[[i for i, _ in ask]] += (-gamma if game.PLAYERS == 2 else gamma) * v
+    return q.clamp(-1.0, 1.0)
+
+
+def move_scores(game, right, boards, texts, gamma=1.0):
+    """The critic's expected score (win 1, draw 1/2, loss 0) of each move, (Q + 1) / 2 of
+    move_values (undiscounted unless gamma < 1): the final result if the move ends the game, 0 if
+    it is illegal, else sigma(V logit of the position after it) for the side then to move (1 -
+    that in a two-player game, where it is the opponent)."""
+    return (move_values(game, right, boards, texts, gamma) + 1) / 2
+
+
+@torch.no_grad()
+def critic_moves(game, left, right, boards, idl_limit, threshold=0.5, seed=0):
+    """The lateralized IDL on a move (Alg 2 lines 4-19): the left lobe proposes (greedy first,
+    then samples at temperature 1), the right lobe scores the move by the position it leads to
+    (move_scores), and the first move it scores >= threshold is played; after idl_limit attempts,
+    the best-scored one. Sampling is seeded, so a board always gets the same move. Returns the
+    move texts and the attempts each board took."""
+    texts, best = [None] * len(boards), [-1.0] * len(boards)
+    attempts, active = [0] * len(boards), list(range(len(boards)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for loop in range(idl_limit):
+            if not active:
+                break
+            said = left.answer([game.learner_prompt(boards[i]) for i in active],
+                               game.MOVE_TOKENS, 0.0 if loop == 0 else 1.0)
+            scores = move_scores(game, right, [boards[i] for i in active], said).tolist()
+            still = []
+            for i, t, p in zip(active, said, scores):
+                attempts[i] += 1
+                if p > best[i]:
+                    texts[i], best[i] = t, p
+                if p < threshold:
+                    still.append(i)
+            active = still
+    return texts, attempts
 
 
 # -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from common import Checked, PosInt, Prob, UsageError, get_device, load_task, run
+from idl import critic_moves
 from sln import SYSTEMS, load_lobes, load_system
 
 
@@ -28,7 +29,8 @@ class Config(Checked):
     system: str = "F"             # A B C D F E G (sln.py): F = lateralized IDL, E/G = wide SLN
     prompt: str = ""              # a question, e.g. "48213+9924"; empty: ask interactively
     idl_limit: PosInt = 4            # most loops of the dialogue
-    threshold: Prob = 0.5        # the right lobe's acceptance threshold
+    threshold: Prob = 0.0        # the right lobe's acceptance threshold (0: 0.5; a game
+                                 #   checkpoint's F: the one train_games.py evaluated it with)
     temperature: float = 0.0      # sampling temperature of the speaking lobe (0 = greedy)
     device: str = "cpu"           # auto | cpu | cuda | mps
     game: str = ""                # tictactoe | checkers | chess | gridworld: play a game instead
@@ -100,14 +102,25 @@ def lobe_player(system, module=None):
     return player
 
 
+def critic_player(left, right, module, idl_limit, threshold):
+    """System F of a train_games.py checkpoint, as that script measured it: the left lobe proposes
+    moves and the critic scores the position each leads to (idl.critic_moves), where the text
+    IDL would show it the move's text and feed a rejection back into a prompt it never read."""
+    def player(game, rng):
+        board = game.render()
+        (said,), _ = critic_moves(module, left, right, [board], idl_limit, threshold)
+        return getattr(module, "board_move", lambda b, t: t)(board, said)
+    return player
+
+
 def make_player(name, cfg, game_name):
     from games import alphabeta_player, human_player, random_player
     if name == "lobe":
         system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device),
-                             idl_limit=cfg.idl_limit, threshold=cfg.threshold,
+                             idl_limit=cfg.idl_limit, threshold=cfg.threshold or 0.5,
                              temperature=cfg.temperature)
-        wide = cfg.system in ("E", "G")
-        view = None if wide else load_lobes(cfg.ckpt, "cpu")[2].get("board_view")
+        ckpt = {} if cfg.system in ("E", "G") else load_lobes(cfg.ckpt, "cpu")[2]
+        view = ckpt.get("board_view")
         if not view:
             return lobe_player(system)
         # a checkpoint of train_games.py reads the board as games.<game>.learner_prompt shows it
@@ -115,6 +128,9 @@ def make_player(name, cfg, game_name):
         if view != module.VIEW:
             raise UsageError(f"{cfg.ckpt} reads the board as {view!r}, {game_name} today writes "
                              f"it as {module.VIEW!r}: train it again with train_games.py")
+        if cfg.system == "F":      # train_games' F: the critic scores where a move leads
+            threshold = cfg.threshold or ckpt.get("config", {}).get("threshold", 0.5)
+            return critic_player(system.left, system.right, module, cfg.idl_limit, threshold)
         return lobe_player(system, module)
     if name == "optimal":
         module = __import__(f"games.{game_name}", fromlist=["optimal_player"])
@@ -161,7 +177,7 @@ def main(cfg: Config):
         raise UsageError(f"unknown system {cfg.system!r}: choose from {', '.join(SYSTEMS)}")
     task = load_task(cfg.task)
     system = load_system(cfg.ckpt, cfg.system, get_device(cfg.device), idl_limit=cfg.idl_limit,
-                         threshold=cfg.threshold, temperature=cfg.temperature)
+                         threshold=cfg.threshold or 0.5, temperature=cfg.temperature)
     print(f"system {cfg.system} ({SYSTEMS[cfg.system]}), {system.num_params():,} parameters, "
           f"from {cfg.ckpt}")
     show = show_wide if cfg.system in ("E", "G") else show_dialogue

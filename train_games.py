@@ -66,8 +66,8 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     get_device, lr_at, make_optimizer, markdown_table, optimize, resume, run,
                     save_lobes, seed_everything, set_lr, writable_dir)
 from data.tokenizer import decode_answer
-from idl import speak
-from lobes import Lobe, LobeConfig, answer_ids, distinct, prompt_ids, spread, teacher_forced
+from idl import board_ids, board_scores, critic_moves, move_scores, move_values, speak
+from lobes import Lobe, LobeConfig, answer_ids, teacher_forced
 from losses import critic_loss, gae_advantages, pavlovian_weights, reward_transform, sft_loss
 from ppo import actor_update, expected_update, make_candidates, make_rollout
 from sln import load_lobes
@@ -214,22 +214,6 @@ def game_of(cfg):
     return importlib.import_module(f"games.{cfg.game}")
 
 
-def board_ids(game, board):
-    """<|bos|> what the lobe sees of the board <|sep|>: tic-tac-toe from the mover's side (its
-    own marks are x, so both seats share what they learn) up to symmetry, gridworld around the
-    agent."""
-    return prompt_ids(game.learner_prompt(board))
-
-
-def board_scores(game, right, boards):
-    """The critic's score logit of each board (B,), each distinct prompt computed once: a batch
-    of games revisits positions (tic-tac-toe: ~1,160 positions a move away, ~440 classes up to
-    symmetry), and copies share a score and sum their gradients (lobes.distinct, spread)."""
-    seqs = [board_ids(game, b) for b in boards]
-    keep, at = distinct(tuple(s) for s in seqs)
-    return spread(right.score([seqs[i] for i in keep]), at)
-
-
 def warm_steps(model, iters, batch_loss, cfg, device):
     """iters AdamW steps on batch_loss() (a fresh batch each) at train_sft.py's lr and weight
     decay, warm-up and decay: the warm starts' optimisation. Returns the last loss."""
@@ -370,34 +354,6 @@ def critic_step(game, right, targets):
     return critic_loss(scores, ((ret + 1) / 2).to(dev), w.to(dev))
 
 
-@torch.no_grad()
-def move_values(game, right, boards, texts, gamma=1.0):
-    """Q(s, a) of the move `text` on each board by one step of TD with the critic's own V (the
-    NOTE after eq 8): the mover's result in [-1, 1] if the move ends the game (game.result), -1
-    if it is illegal (a forfeit), else r - gamma V(next), the opponent then to move (one player:
-    r + gamma V(next)), r the game's move_reward (0 without one), clipped to [-1, 1]."""
-    q, ask, move_reward = torch.zeros(len(boards)), [], getattr(game, "move_reward", None)
-    for i, (b, text) in enumerate(zip(boards, texts)):
-        nxt, final = game.result(b, text)
-        if final is not None:
-            q[i] = 2 * final - 1
-        elif nxt is not None:
-            ask.append((i, nxt))
-            q[i] = move_reward(b, text) if move_reward else 0.0
-    if ask:
-        v = 2 * torch.sigmoid(board_scores(game, right, [b for _, b in ask])).cpu() - 1
-        q[[i for i, _ in ask]] += (-gamma if game.PLAYERS == 2 else gamma) * v
-    return q.clamp(-1.0, 1.0)
-
-
-def move_scores(game, right, boards, texts, gamma=1.0):
-    """The critic's expected score (win 1, draw 1/2, loss 0) of each move, (Q + 1) / 2 of
-    move_values (undiscounted unless gamma < 1): the final result if the move ends the game, 0 if
-    it is illegal, else sigma(V logit of the position after it) for the side then to move (1 -
-    that in a two-player game, where it is the opponent)."""
-    return (move_values(game, right, boards, texts, gamma) + 1) / 2
-
-
 def sampled_play(game, left, right, ref, opt_left, boards, cfg):
     """§5.4 on a batch's positions, sampled: the left lobe samples a move at each, the critic
     scores it (move_scores, discounted by the game's gamma as V is), and eq 8 updates the lobe
@@ -450,34 +406,6 @@ def every_move_play(game, left, right, ref, opt_left, opt_right, boards, cfg):
             return rounds, loss.item()
         expected_update(left, opt_left, cand, cfg)
     return cfg.self_play_max, loss.item()
-
-
-@torch.no_grad()
-def critic_moves(game, left, right, boards, idl_limit, threshold=0.5, seed=0):
-    """The lateralized IDL on a move (Alg 2 lines 4-19): the left lobe proposes (greedy first,
-    then samples at temperature 1), the right lobe scores the move by the position it leads to
-    (move_scores), and the first move it scores >= threshold is played; after idl_limit attempts,
-    the best-scored one. Sampling is seeded, so a board always gets the same move. Returns the
-    move texts and the attempts each board took."""
-    texts, best = [None] * len(boards), [-1.0] * len(boards)
-    attempts, active = [0] * len(boards), list(range(len(boards)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for loop in range(idl_limit):
-            if not active:
-                break
-            said = left.answer([game.learner_prompt(boards[i]) for i in active],
-                               game.MOVE_TOKENS, 0.0 if loop == 0 else 1.0)
-            scores = move_scores(game, right, [boards[i] for i in active], said).tolist()
-            still = []
-            for i, t, p in zip(active, said, scores):
-                attempts[i] += 1
-                if p > best[i]:
-                    texts[i], best[i] = t, p
-                if p < threshold:
-                    still.append(i)
-            active = still
-    return texts, attempts
 
 
 @torch.no_grad()

@@ -50,6 +50,31 @@ def test_a_game_checkpoint_read_with_another_view_is_a_usage_error(tmp_path, cli
     assert r.returncode == 2 and "reads the board as 'rows'" in r.stderr, r.stderr
 
 
+def test_a_game_checkpoints_f_plays_as_train_games_measured_it(tmp_path, capsys, monkeypatch):
+    """F of a train_games.py checkpoint: the critic scores the position each proposal leads to
+    (idl.critic_moves) at the threshold the checkpoint was evaluated with, or the one given."""
+    import train_games
+    from games import tictactoe
+    torch.manual_seed(0)
+    cfg, path = LobeConfig(n_layer=1, n_head=2, n_embd=32), str(tmp_path / "ckpt.pt")
+    save_lobes(path, Lobe(cfg), Lobe(cfg), cfg=train_games.Config(threshold=0.7),
+               task="tictactoe", board_view=tictactoe.VIEW)
+    seen = []
+
+    def recorded(game, left, right, boards, idl_limit, threshold):
+        seen.append((game, idl_limit, threshold))
+        return play_critic_moves(game, left, right, boards, idl_limit, threshold)
+    play_critic_moves = play.critic_moves
+    monkeypatch.setattr(play, "critic_moves", recorded)
+    play.main(play.Config(ckpt=path, game="tictactoe", you="lobe", opponent="random", idl_limit=2))
+    assert "W " in capsys.readouterr().out
+    assert seen and set(seen) == {(tictactoe, 2, 0.7)}       # each of the lobe's moves
+    seen.clear()
+    play.main(play.Config(ckpt=path, game="tictactoe", you="lobe", opponent="random",
+                          threshold=0.6))
+    assert seen and {t for _, _, t in seen} == {0.6}
+
+
 def test_wide_sln_prints_the_lobe_and_expert_of_every_loop(tmp_path, capsys):
     from wide import WideConfig, WideSLN, save_wide
     torch.manual_seed(0)
