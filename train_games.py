@@ -231,11 +231,9 @@ def move_sft(cfg, device, path):
     uniformly drawn legal move (warm_moves=random: the format and the rules, no strategy) or
     optimal move (optimal). Both lobes start from it, as both start from train_sft's eq 1 on
     tasks. With warm_critic=random the critic then takes eq 7 toward the values of random games'
-    positions (game.warm_values: their results for the side to move, discounted as V is): as
-    the left lobe knows the rules and no strategy, the critic knows what random play's results
-    say of a position (material, a man the opponent's listed jumps take) and nothing of the
-    policies to come, whose values Algorithm 2's TD steps then teach it; else its score head
-    is untrained and F's first searches score at random."""
+    positions (game.warm_values), what random play's results say of a position (material, a man
+    the opponent's listed jumps take); else its score head is untrained and F's first searches
+    score at random."""
     seed_everything(cfg.seed)
     game = game_of(cfg)
     lcfg = LobeConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
