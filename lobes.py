@@ -66,7 +66,7 @@ def rope_table(pos, head_dim, base):
 
 
 def rope(x, table):
-    """Rotate each channel pair (2j, 2j + 1) of x (B, H, T, D), read as the complex number
+    """Rotate each channel pair (2j, 2j + 1) of x (..., B, H, T, D), read as the complex number
     x_2j + i x_2j+1, by the angle of rope_table: one complex product (fp32 under autocast)."""
     z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(z * table).flatten(-2).to(x.dtype)
@@ -116,8 +116,8 @@ class Attention(nn.Module):
 
     def forward(self, x, rot, mask, cache):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, rot), rope(k, rot)                         # (B, H, T, D) each
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        (q, k), v = rope(qkv[:2], rot), qkv[2]     # queries and keys in one rotation: (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)                                    # (B, H, S, D)
         drop = self.cfg.dropout if self.training else 0.0
