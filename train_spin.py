@@ -33,7 +33,7 @@ from common import (Checked, Decay, Logger, PosFloat, PosInt, Prob, UsageError, 
                     save_lobes, seed_everything, writable_dir)
 from ranks import averaged, gather, seed_ranks, shard, share
 from idl import lateralized
-from lobes import answer_ids, prompt_ids, sequence_logprob
+from lobes import answer_ids, answer_logprobs, prompt_ids, sequence_logprob
 from losses import critic_loss, pavlovian_weights, spin_loss
 from measure import eval_splits, evaluate_pair
 from train_sft import warm_start
@@ -131,16 +131,33 @@ def pair_ids(y_true, y_gen, truncate):
     return chosen, rejected
 
 
+def pair_logprobs(model, rows, truncate):
+    """log p of y_true and of y' as pair_ids cuts them, and of the whole y_true: three (B,)
+    tensors for rows [Rejected]. Truncated, one teacher-forced pass over prompt + y_true gives
+    all three: the cut y_true is a prefix of y_true, and the cut y' is that prefix but for its
+    last token, whose log-prob the same pass holds at the same position. Untruncated, y' has a
+    tail of its own: a second pass."""
+    prompts = [prompt_ids(r.prompt) for r in rows]
+    cut = [pair_ids(r.y_true, r.y_gen, truncate) for r in rows]
+    logp, _, full = answer_logprobs(model, prompts, [answer_ids(r.y_true) for r in rows])
+    cum = logp.cumsum(1)                       # answer log-probs up to each position (0 before)
+    dev, b = logp.device, torch.arange(len(rows), device=logp.device)
+    # position len(p) - 1 + j predicts answer token j: the cut's last token is j = len(c) - 1
+    at = torch.tensor([len(p) - 2 + len(c) for p, (c, _) in zip(prompts, cut)], device=dev)
+    lp_true = cum[b, at]
+    if truncate:
+        last = torch.tensor([g[-1] for _, g in cut], device=dev)
+        lp_gen = cum[b, at - 1] + full[b, at, last]
+    else:
+        lp_gen = sequence_logprob(model, prompts, [g for _, g in cut])
+    return lp_true, lp_gen, cum[:, -1]
+
+
 @torch.no_grad()
 def reference_logprobs(opponent, data, truncate=True, batch=256):
     """log p_theta_t of y_true and y' under the frozen iteration-t lobe, once per iteration."""
-    out = []
-    for i in range(0, len(data), batch):
-        chunk = data[i:i + batch]
-        prompts = [prompt_ids(r.prompt) for r in chunk]
-        chosen, rejected = zip(*[pair_ids(r.y_true, r.y_gen, truncate) for r in chunk])
-        out.append(torch.stack([sequence_logprob(opponent, prompts, list(chosen)),
-                                sequence_logprob(opponent, prompts, list(rejected))], 1))
+    out = [torch.stack(pair_logprobs(opponent, data[i:i + batch], truncate)[:2], 1)
+           for i in range(0, len(data), batch)]
     return torch.cat(out) if out else torch.zeros(0, 2)
 
 
@@ -148,17 +165,14 @@ def spin_step(left, data, ref, idx, cfg):
     """Alg 3 line 12 on the rows idx of data [Rejected], ref their log-probs under the frozen lobe.
     Returns (loss to minimise, the SPIN term alone, margins, mean log-probs); under torchrun the
     loss is this rank's part of the whole batch's (ranks.share)."""
-    dev = left.wte.weight.device
-    prompts = [prompt_ids(data[i].prompt) for i in idx]
-    chosen, rejected = zip(*[pair_ids(data[i].y_true, data[i].y_gen, cfg.truncate) for i in idx])
-    lp_true = sequence_logprob(left, prompts, list(chosen))
-    lp_gen = sequence_logprob(left, prompts, list(rejected))
+    rows = [data[i] for i in idx]
+    lp_true, lp_gen, lp_whole = pair_logprobs(left, rows, cfg.truncate)
+    dev = lp_true.device
     loss_spin, margin = spin_loss(lp_true, ref[idx, 0].to(dev), lp_gen, ref[idx, 1].to(dev),
                                   cfg.spin_beta)
     # pure line 12 lets y_true's likelihood fall too (the margin grows either way); an NLL anchor on
     # the whole y_true (eq 1, as in RPO, Pang et al. 2024) keeps the chosen answer likely. 0: pure.
-    full = [answer_ids(data[i].y_true) for i in idx]
-    nll = -sequence_logprob(left, prompts, full) / torch.tensor([len(c) for c in full], device=dev)
+    nll = -lp_whole / torch.tensor([len(answer_ids(r.y_true)) for r in rows], device=dev)
     loss = share(loss_spin + cfg.nll_weight * nll.mean(), len(idx))
     return loss, loss_spin, margin, torch.stack([lp_true.mean(), lp_gen.mean()]).detach()
 

@@ -61,6 +61,23 @@ def test_pair_ids_cut_both_answers_after_the_first_difference():
     assert train_spin.pair_ids("7498", "7438", truncate=False) == (answer_ids("7498"), answer_ids("7438"))
 
 
+def test_pair_logprobs_one_pass_equals_a_pass_per_answer():
+    # truncated, the cut y_true and y' share all but their last token with y_true: one pass over
+    # prompt + y_true must give what separate passes over each answer give
+    from lobes import answer_ids, prompt_ids, sequence_logprob
+    torch.manual_seed(0)
+    lobe = Lobe(LobeConfig(n_layer=1, n_head=2, n_embd=32))
+    rows = [train_spin.Rejected("12+3", "7498", "7438", 0), train_spin.Rejected("4+4", "74", "749", 1),
+            train_spin.Rejected("9+9", "18", "1", 2), train_spin.Rejected("1+1", "2", "2", 3)]
+    prompts = [prompt_ids(r.prompt) for r in rows]
+    for truncate in (True, False):
+        cut = [train_spin.pair_ids(r.y_true, r.y_gen, truncate) for r in rows]
+        want = [sequence_logprob(lobe, prompts, [c[k] for c in cut]) for k in (0, 1)]
+        want.append(sequence_logprob(lobe, prompts, [answer_ids(r.y_true) for r in rows]))
+        for got, w in zip(train_spin.pair_logprobs(lobe, rows, truncate), want):
+            assert torch.allclose(got, w, atol=1e-5)
+
+
 def test_critic_batch_pairs_every_sample_with_its_y_true():
     # Alg 3 line 13: -log y_right_true - log(1 - y_right) for every IDL sample, so y_true is half
     # of what the right lobe reads, each next to a sample of its own prompt
