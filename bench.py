@@ -15,6 +15,9 @@ Benchmarks: how fast a lobe trains and generates, printed as one markdown table.
                (idl.soft_lateralized) at idl_limit 1..4: full BPTT, truncated BPTT over the last
                loop, activation checkpointing; against the parameters' bytes (paper §5.1, line 264:
                "30x increase in memory footprint to model size" for Pythia-70M at batch 1)
+    bound      what bounds the train and generate ratios, on CPU: the matrix products' share of
+               the LM step (the plain GPT's are the same) and their rate; a cached decoding
+               step against its matrix products alone and the uncached full forward
 
 Every section runs a fresh random lobe on random byte tokens: speed does not depend on what the
 weights know. A section is one function `bench_<name>(cfg, device) -> rows`; add one to SECTIONS
@@ -36,13 +39,13 @@ from common import (Checked, PosInt, UsageError, autocast, get_device, make_opti
                     seed_everything)
 from data.tokenizer import EOS
 from idl import lateralized, soft_lateralized
-from lobes import Lobe, LobeConfig
+from lobes import KVCache, Lobe, LobeConfig
 
 
 @dataclass
 class Config(Checked):
-    only: str = ""              # comma-separated sections to run: train, generate, idl, memory
-                                #   (empty = all)
+    only: str = ""              # comma-separated sections to run: train, generate, idl, memory,
+                                #   bound (empty = all)
     device: str = "auto"        # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     seed: int = 0               # seeds the random lobes and the random tokens
     threads: int = 0            # torch CPU threads (0 = torch's default)
@@ -272,8 +275,72 @@ def bench_memory(cfg, device):
     return rows
 
 
+def per_call(fn, n):
+    """Milliseconds one call of fn takes, the mean of n calls after one untimed call."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e3
+
+
+def bench_bound(cfg, device):
+    """What bounds the two ratios above (CPU time, read by the profiler). Train: the share of the
+    lobe's LM step spent in matrix products, which the plain GPT runs with the same shapes, and
+    their rate against one large product's. Generate: a decoding step with the KV cache at three
+    cache lengths, its matrix products alone, and the uncached way's full forward at the mean
+    length it runs over: the cache's ceiling if a step were its products alone."""
+    if device.type != "cpu":
+        return [("bound", "CPU only: the profile reads CPU time", "", "")]
+    lobe = random_lobe(cfg, device).train()
+    opt = make_optimizer(lobe, 3e-4, 0.1)
+    idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
+
+    def step():
+        logits, _ = lobe(idx[:, :-1])
+        F.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten()).backward()
+        opt.step(), opt.zero_grad(set_to_none=True)
+
+    step()
+    with torch.profiler.profile() as prof:
+        for _ in range(cfg.train_steps):
+            step()
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    mm_us = self_us.get("aten::mm", 0) + self_us.get("aten::addmm", 0)
+    weights = [p for n, p in lobe.named_parameters() if p.dim() == 2 and "score" not in n]
+    # forward and backward: three products with each weight matrix (wte's is the LM head's)
+    flops = 6 * cfg.batch_size * cfg.seq_len * sum(w.numel() for w in weights) * cfg.train_steps
+    a, b = torch.randn(2048, 512), torch.randn(512, 512)
+    peak = 2 * 2048 * 512 * 512 / per_call(lambda: a @ b, 50) / 1e6
+    rows = [("bound", "matrix products' share of the lobe's LM step (the plain GPT's: the same)",
+             f"{mm_us / sum(self_us.values()):.1%}", f"{flops / mm_us / 1e3:.0f} GFLOP/s"),
+            ("bound", "one 2048x512 @ 512x512 product: the CPU's fp32 rate", f"{peak:.0f} GFLOP/s",
+             "")]
+    lobe.eval()
+    B, n = cfg.batch_size, cfg.prompt_len + cfg.new_tokens
+    nxt = random_tokens(cfg, (B, 1), device)
+    with torch.no_grad():
+        for S in (cfg.prompt_len, cfg.prompt_len + cfg.new_tokens // 2, n - 1):
+            cache = KVCache(lobe.cfg, B, n, device, torch.float32)
+
+            def decode():
+                cache.len = S
+                lobe(nxt, pos=torch.full((B, 1), S, device=device), cache=cache)
+            rows.append(("bound", f"decoding step with the KV cache after {S} tokens", "",
+                         f"{per_call(decode, 100):.2f} ms"))
+        xs = [torch.randn(B, w.size(1)) for w in weights]
+        products = sum(per_call(lambda x=x, w=w: F.linear(x, w), 100) for x, w in zip(xs, weights))
+        mean = random_tokens(cfg, (B, cfg.prompt_len + cfg.new_tokens // 2), device)
+        full = per_call(lambda: lobe(mean), 5)
+    return rows + [("bound", "the decoding step's matrix products alone", "", f"{products:.2f} ms"),
+                   ("bound", f"full forward over {mean.size(1)} tokens (the uncached way's mean "
+                    "step)", "", f"{full:.1f} ms"),
+                   ("bound", "the KV cache's ceiling, were a step its products alone",
+                    f"{full / products:.0f}x", "")]
+
+
 SECTIONS = {"train": bench_train, "generate": bench_generate, "idl": bench_idl,
-            "memory": bench_memory}
+            "memory": bench_memory, "bound": bench_bound}
 
 
 # -----------------------------------------------------------------------------

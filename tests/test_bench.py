@@ -7,8 +7,10 @@ def test_every_section_runs_and_reports():
                        prompt_len=4, new_tokens=6, warmup=1, idl_batch=8, idl_limit=2)
     rows = bench.main(cfg)
     sections = [r[0] for r in rows]
-    assert {"train", "generate", "idl"} <= set(sections)
+    assert {"train", "generate", "idl", "bound"} <= set(sections)
     assert rows[sections.index("idl") + 2][2].endswith("x")  # the batching speedup row
+    share = float(rows[sections.index("bound")][2].rstrip("%"))  # the matrix products' share
+    assert 0 < share < 100 and rows[-1][2].endswith("x")         # ... and the cache's ceiling
 
 
 def test_memory_section_truncation_and_checkpointing_keep_less_than_full_bptt():
