@@ -119,6 +119,17 @@ class PlainGPT(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T, None                        # (B, T, V)
 
 
+def lm_step(forward, opt, idx, device):
+    """One LM training step on tokens idx (B, T + 1): forward, next-token cross-entropy,
+    backward, AdamW. A lobe computes no score here: none is asked for."""
+    with autocast(device):
+        logits, _ = forward(idx[:, :-1])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def bench_train(cfg, device):
     """The LM training step of a lobe and of a plain GPT of its size, alternating step by step so
     both see the same machine: tokens per second each, and the ratio."""
@@ -130,13 +141,7 @@ def bench_train(cfg, device):
     forward = {k: torch.compile(m) if cfg.compile else m for k, (m, _) in models.items()}
 
     def step(name):
-        model, opt = models[name]
-        with autocast(device):
-            logits, _ = forward[name](idx[:, :-1])          # the lobe computes no score: not asked
-            loss = F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        lm_step(forward[name], models[name][1], idx, device)
 
     t_warm, _ = timed(lambda: [(step("lobe"), step("plain")) for _ in range(cfg.warmup)], device)
     seconds = {"lobe": 0.0, "plain": 0.0}
@@ -278,13 +283,10 @@ def bench_memory(cfg, device):
     return rows
 
 
-def per_call(fn, n):
+def per_call(fn, n, device):
     """Milliseconds one call of fn takes, the mean of n calls after one untimed call."""
     fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e3
+    return timed(lambda: [fn() for _ in range(n)], device)[0] / n * 1e3
 
 
 def bench_bound(cfg, device):
@@ -299,22 +301,17 @@ def bench_bound(cfg, device):
     opt = make_optimizer(lobe, 3e-4, 0.1)
     idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
 
-    def step():
-        logits, _ = lobe(idx[:, :-1])
-        F.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten()).backward()
-        opt.step(), opt.zero_grad(set_to_none=True)
-
-    step()
+    lm_step(lobe, opt, idx, device)
     with torch.profiler.profile() as prof:
         for _ in range(cfg.train_steps):
-            step()
+            lm_step(lobe, opt, idx, device)
     self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     mm_us = self_us.get("aten::mm", 0) + self_us.get("aten::addmm", 0)
     weights = [p for n, p in lobe.named_parameters() if p.dim() == 2 and "score" not in n]
     # forward and backward: three products with each weight matrix (wte's is the LM head's)
     flops = 6 * cfg.batch_size * cfg.seq_len * sum(w.numel() for w in weights) * cfg.train_steps
     a, b = torch.randn(2048, 512), torch.randn(512, 512)
-    peak = 2 * 2048 * 512 * 512 / per_call(lambda: a @ b, 50) / 1e6
+    peak = 2 * 2048 * 512 * 512 / per_call(lambda: a @ b, 50, device) / 1e6
     rows = [("bound", "matrix products' share of the lobe's LM step (the plain GPT's: the same)",
              f"{mm_us / sum(self_us.values()):.1%}", f"{flops / mm_us / 1e3:.0f} GFLOP/s"),
             ("bound", "one 2048x512 @ 512x512 product: the CPU's fp32 rate", f"{peak:.0f} GFLOP/s",
@@ -330,11 +327,12 @@ def bench_bound(cfg, device):
                 cache.len = S
                 lobe(nxt, pos=torch.full((B, 1), S, device=device), cache=cache)
             rows.append(("bound", f"decoding step with the KV cache after {S} tokens", "",
-                         f"{per_call(decode, 100):.2f} ms"))
+                         f"{per_call(decode, 100, device):.2f} ms"))
         xs = [torch.randn(B, w.size(1)) for w in weights]
-        products = sum(per_call(lambda x=x, w=w: F.linear(x, w), 100) for x, w in zip(xs, weights))
+        products = sum(per_call(lambda x=x, w=w: F.linear(x, w), 100, device)
+                       for x, w in zip(xs, weights))
         mean = random_tokens(cfg, (B, cfg.prompt_len + cfg.new_tokens // 2), device)
-        full = per_call(lambda: lobe(mean), 5)
+        full = per_call(lambda: lobe(mean), 5, device)
     return rows + [("bound", "the decoding step's matrix products alone", "", f"{products:.2f} ms"),
                    ("bound", f"full forward over {mean.size(1)} tokens (the uncached way's mean "
                     "step)", "", f"{full:.1f} ms"),
