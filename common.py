@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from muon import Muon
 from ranks import average_gradients, barrier, rank
 
 
@@ -221,12 +222,20 @@ def set_rng_state(state):
 
 # -----------------------------------------------------------------------------
 # optimisation
-def make_optimizer(model, lr, weight_decay):
+def make_optimizer(model, lr, weight_decay, muon_lr=0.0):
     """AdamW; matrices decay, biases/norms/embeddings do not (GPT-2 practice). Fused (one kernel
     over every parameter) on CPU and CUDA, where PyTorch's default loops over small per-parameter
-    ops that cost a tiny lobe more than its arithmetic."""
+    ops that cost a tiny lobe more than its arithmetic. muon_lr > 0: the blocks' matrices step by
+    Muon at muon_lr instead (muon.py), the rest by AdamW at lr, in one optimizer."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n]
+    if muon_lr:
+        hidden = [p for n, p in model.named_parameters()
+                  if p.dim() == 2 and n.startswith("blocks.")]
+        heads = [p for p in decay if all(p is not h for h in hidden)]   # e.g. the score head
+        return Muon([{"params": hidden, "muon": True, "lr": muon_lr, "lr_scale": muon_lr / lr,
+                      "weight_decay": weight_decay},
+                     {"params": heads, "weight_decay": weight_decay}, {"params": rest}], lr=lr)
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99),
@@ -259,8 +268,9 @@ def optimize(model, optimizer, loss, grad_clip=0.0):
 
 
 def set_lr(optimizer, lr):
+    """The schedule's lr for every group, times the group's lr_scale (Muon's matrices: muon.py)."""
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
 # -----------------------------------------------------------------------------

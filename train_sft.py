@@ -12,6 +12,11 @@ Supervised warm start of both lobes (paper §5.1, eq 1; eq 7 and eq 9 for the ri
                 corruptions of y_true (digit swap, off-by-one, carry error, dropped or inserted
                 digit) and the left lobe's own wrong samples; prefixes weighted by eq 9.
 
+Both lobes step by Muon on their blocks' matrices and AdamW on the rest (muon.py): AdamW alone
+leaves addition's last circuits to form (the first answer digit, read from <|sep|>, and the
+carries) on a plateau of a few hundred steps whose length the seed decides (results/README.md,
+"Supervised warm start"); --muon_lr=0 steps every weight by AdamW.
+
 Every script that fine-tunes a pair of lobes starts from the checkpoint this writes
 (out_dir/ckpt.pt) through warm_start(), which runs main() to make it when it is missing. Runs in
 minutes on a laptop CPU:
@@ -51,9 +56,11 @@ class Config(Checked):
     n_head: PosInt = 4            # attention heads per block
     n_embd: PosInt = 128          # residual width per lobe
     right_n_layer: int = 0        # blocks of the right lobe (0 = n_layer)
-    max_iters: PosInt = 800       # optimisation steps (each updates both lobes)
+    max_iters: PosInt = 500       # optimisation steps (each updates both lobes)
     batch_size: PosInt = 64       # problems per step
     lr: PosFloat = 2e-3           # peak AdamW learning rate, both lobes
+    muon_lr: float = 0.02         # peak Muon learning rate of the blocks' matrices (muon.py;
+                                  #   0 = AdamW for every weight)
     weight_decay: float = 0.1     # AdamW weight decay on matrices
     decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
     grad_clip: float = 1.0        # clip each lobe's gradient norm (0 = off)
@@ -76,6 +83,8 @@ class Config(Checked):
     def check(self):
         if self.init_from not in ("scratch", "resume"):
             raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
+        if self.muon_lr < 0:
+            raise UsageError(f"--muon_lr must be >= 0 (0 = AdamW only), got {self.muon_lr}")
         if self.feedback_from not in ("all", "samples"):
             raise UsageError(f"--feedback_from must be all or samples, got {self.feedback_from!r}")
 
@@ -187,8 +196,8 @@ def main(cfg: Config):
     task = load_task(cfg.task)
     seed_everything(cfg.seed)
     left, right, lcfg, rcfg = build_lobes(cfg, device)
-    opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay)
-    opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay)
+    opt_left = make_optimizer(left, cfg.lr, cfg.weight_decay, cfg.muon_lr)
+    opt_right = make_optimizer(right, cfg.lr, cfg.weight_decay, cfg.muon_lr)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     start, results = 0, {}
     if cfg.init_from == "resume":

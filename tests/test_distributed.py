@@ -107,16 +107,17 @@ def state(path):
 
 
 def assert_same_step(two, one):
-    """Every parameter to 1e-5 and the AdamW moments close: the step and its gradient. (Adam
-    moves a parameter by about lr = 2e-3 whatever its gradient's size, so where a gradient is
-    near Adam's eps, summing the batch in two halves moves it by a slightly different fraction
-    of lr: 1e-5 is 1/200 of a step, and a wrong gradient misses by a whole one.)"""
+    """Every parameter to 1e-5 and the optimizer's state close (Adam's moments, Muon's momentum):
+    the step and its gradient. (Adam moves a parameter by about lr = 2e-3 whatever its
+    gradient's size, so where a gradient is near Adam's eps, summing the batch in two halves
+    moves it by a slightly different fraction of lr: 1e-5 is 1/200 of a step, and a wrong
+    gradient misses by a whole one.)"""
     for lobe in ("left", "right"):
         for k, v in one[lobe].items():
             torch.testing.assert_close(two[lobe][k], v, rtol=0, atol=1e-5, msg=f"{lobe}.{k}")
     for opt in ("opt_left", "opt_right"):
         for i, moments in one[opt]["state"].items():
-            for k in ("exp_avg", "exp_avg_sq"):
+            for k in moments.keys() - {"step"}:
                 torch.testing.assert_close(two[opt]["state"][i][k], moments[k], rtol=1e-4,
                                            atol=1e-9, msg=f"{opt} {i} {k}")
 
