@@ -225,13 +225,14 @@ def set_rng_state(state):
 def make_optimizer(model, lr, weight_decay, muon_lr=0.0):
     """AdamW; matrices decay, biases/norms/embeddings do not (GPT-2 practice). Fused (one kernel
     over every parameter) on CPU and CUDA, where PyTorch's default loops over small per-parameter
-    ops that cost a tiny lobe more than its arithmetic. muon_lr > 0: the blocks' matrices step by
-    Muon at muon_lr instead (muon.py), the rest by AdamW at lr, in one optimizer."""
+    ops that cost a tiny lobe more than its arithmetic. muon_lr > 0: the matrices of every
+    block's attention and MLP step by Muon at muon_lr instead (muon.py), the rest (embeddings,
+    heads, gates, norms, biases) by AdamW at lr, in one optimizer."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n]
     if muon_lr:
         hidden = [p for n, p in model.named_parameters()
-                  if p.dim() == 2 and n.startswith("blocks.")]
+                  if p.dim() == 2 and re.search(r"(^|\.)(attn|mlp)\.", n)]
         heads = [p for p in decay if all(p is not h for h in hidden)]   # e.g. the score head
         return Muon([{"params": hidden, "muon": True, "lr": muon_lr, "lr_scale": muon_lr / lr,
                       "weight_decay": weight_decay},

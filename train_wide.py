@@ -68,6 +68,8 @@ class Config(Checked):
     max_iters: PosInt = 800       # optimisation steps
     batch_size: PosInt = 64       # problems per step
     lr: PosFloat = 2e-3           # peak AdamW learning rate
+    muon_lr: float = 0.0          # peak Muon learning rate of the blocks' matrices (muon.py;
+                                  #   0 = AdamW for every weight)
     weight_decay: float = 0.1     # AdamW weight decay on matrices
     decay_lr: bool = True         # cosine decay to lr/10 (off: constant after warmup)
     grad_clip: float = 1.0        # clip the gradient norm (0 = off)
@@ -99,6 +101,8 @@ class Config(Checked):
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
 
     def check(self):
+        if self.muon_lr < 0:
+            raise UsageError(f"--muon_lr must be >= 0 (0 = AdamW only), got {self.muon_lr}")
         if not 0 < self.halt_prior < 1:
             raise UsageError(f"--halt_prior must be in (0, 1), got {self.halt_prior}")
         if self.init_from not in ("scratch", "resume"):
@@ -230,7 +234,7 @@ def main(cfg: Config):
                       max_loops=cfg.max_loops, window=cfg.window, halt=cfg.halt,
                       threshold=cfg.threshold or THRESHOLD.get(cfg.halt, 0.5))
     model = WideSLN(wcfg).to(device)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.muon_lr)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     start, results = 0, {}
     if cfg.init_from == "resume":

@@ -90,7 +90,8 @@ def test_help_exits_0_and_lists_every_field_with_its_comment(cli):
 
 @pytest.mark.parametrize("argv,message", [(["lr=1"], "expected --key=value"), (["--lr=-1"], "> 0"),
                                           (["--feedback_frac=1.5"], "[0, 1]"), (["--n_head=3"], "multiple"),
-                                          (["--lr=nan"], "finite"), (["--decay_lr=maybe"], "bool")])
+                                          (["--lr=nan"], "finite"), (["--decay_lr=maybe"], "bool"),
+                                          (["--muon_lr=-0.01"], ">= 0")])
 def test_impossible_values_are_usage_errors(argv, message):
     with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_config(Config, argv)
