@@ -86,8 +86,8 @@ class Config(Checked):
 # One training budget per task for every model trained on it -- the pair (A-D, F), the single GPT
 # (A=) and the wide SLN (E, G): the same steps, batch, train data and length curriculum, so what
 # differs is the architecture alone (the rest are train_sft's and train_wide's defaults). MAX_ITERS
-# steps unless a task says otherwise; every model steps by AdamW, so the pair and the single GPT
-# leave train_sft's Muon (muon.py) off, as the wide SLN's train_wide does not have it.
+# steps unless a task says otherwise; every model steps by AdamW (train_wide's default), so the
+# pair and the single GPT leave train_sft's Muon (muon.py) off.
 MAX_ITERS, PAIR = 800, {"muon_lr": 0.0}
 BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},

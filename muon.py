@@ -1,8 +1,9 @@
 """
 Muon (Jordan et al. 2024, "Muon: MomentUm Orthogonalized by Newton-Schulz"), the optimizer of the
-lobes' warm start: each hidden matrix W (attention's qkv and proj, the MLP's two layers) steps by
-the orthogonalised momentum, an update whose singular values are all about 1, so every direction
-of W learns at one rate; embeddings, norms, biases and heads step by AdamW as before.
+lobes' warm start (train_sft.py; train_wide.py's --muon_lr): each hidden matrix W (attention's
+qkv and proj, the MLP's two layers) steps by the orthogonalised momentum, an update whose
+singular values are all about 1, so every direction of W learns at one rate; embeddings, norms,
+biases, heads and gates step by AdamW as before.
 
 Why here: on addition a lobe learns the digits in a seed-dependent order, and under AdamW the
 last circuits to form (the first answer digit, read from <|sep|>, and the carries) sit on a
@@ -42,7 +43,8 @@ class Muon(torch.optim.Optimizer):
 
     Muon, per matrix W (m, n) with gradient G:   B <- momentum B + G     (heavy-ball buffer)
                                                  W <- W - lr sqrt(max(1, m/n)) orth(G + momentum B)
-    (Nesterov momentum; sqrt(m/n) keeps a tall matrix's per-entry step that of a square one).
+    (Nesterov momentum; sqrt(m/n) gives a tall matrix the per-entry step of a square one as
+    wide as its input, n: every update's RMS is then 1/sqrt(n) times lr).
     Weight decay is decoupled and shrinks W by lr * weight_decay a step, as AdamW's does."""
 
     def __init__(self, params, lr, momentum=0.95, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0):
