@@ -83,8 +83,6 @@ class Config(Checked):
     def check(self):
         if self.init_from not in ("scratch", "resume"):
             raise UsageError(f"--init_from must be scratch or resume, got {self.init_from!r}")
-        if self.muon_lr < 0:
-            raise UsageError(f"--muon_lr must be >= 0 (0 = AdamW only), got {self.muon_lr}")
         if self.feedback_from not in ("all", "samples"):
             raise UsageError(f"--feedback_from must be all or samples, got {self.feedback_from!r}")
 

@@ -101,8 +101,6 @@ class Config(Checked):
     wandb_project: str = ""       # log to this wandb project (needs `pip install wandb`)
 
     def check(self):
-        if self.muon_lr < 0:
-            raise UsageError(f"--muon_lr must be >= 0 (0 = AdamW only), got {self.muon_lr}")
         if not 0 < self.halt_prior < 1:
             raise UsageError(f"--halt_prior must be in (0, 1), got {self.halt_prior}")
         if self.init_from not in ("scratch", "resume"):
