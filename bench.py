@@ -132,19 +132,21 @@ def lm_step(forward, opt, idx, device):
 
 def bench_train(cfg, device):
     """The LM training step of a lobe and of a plain GPT of its size, alternating step by step so
-    both see the same machine: tokens per second each, and the ratio."""
-    lobe = random_lobe(cfg, device).train()
+    all see the same machine: tokens per second each, and the ratio; and the lobe's step under
+    train_sft's optimizer (Muon on the blocks' matrices, muon.py), what its Newton-Schulz costs."""
+    lobe, muon = random_lobe(cfg, device).train(), random_lobe(cfg, device).train()
     plain = PlainGPT(lobe.cfg, cfg.seq_len).to(device).train()
     idx = random_tokens(cfg, (cfg.batch_size, cfg.seq_len + 1), device)
     models = {"lobe": (lobe, make_optimizer(lobe, 3e-4, 0.1)),
-              "plain": (plain, make_optimizer(plain, 3e-4, 0.1))}
+              "plain": (plain, make_optimizer(plain, 3e-4, 0.1)),
+              "muon": (muon, make_optimizer(muon, 3e-4, 0.1, muon_lr=0.02))}
     forward = {k: torch.compile(m) if cfg.compile else m for k, (m, _) in models.items()}
 
     def step(name):
         lm_step(forward[name], models[name][1], idx, device)
 
-    t_warm, _ = timed(lambda: [(step("lobe"), step("plain")) for _ in range(cfg.warmup)], device)
-    seconds = {"lobe": 0.0, "plain": 0.0}
+    t_warm, _ = timed(lambda: [[step(name) for name in models] for _ in range(cfg.warmup)], device)
+    seconds = dict.fromkeys(models, 0.0)
     for _ in range(cfg.train_steps):
         for name in seconds:
             seconds[name] += timed(lambda: step(name), device)[0]
@@ -157,7 +159,10 @@ def bench_train(cfg, device):
     return warm + [("train", f"lobe: forward + CE + backward + AdamW, {what}", *rate["lobe"]),
             ("train", f"plain GPT of the same size, the same step, {what}", *rate["plain"]),
             ("train", "the lobe's speed / the plain GPT's",
-             f"{seconds['plain'] / seconds['lobe']:.2f}x", "")]
+             f"{seconds['plain'] / seconds['lobe']:.2f}x", ""),
+            ("train", "lobe, the same step with Muon on its blocks' matrices", *rate["muon"]),
+            ("train", "the lobe's speed with Muon / with AdamW",
+             f"{seconds['lobe'] / seconds['muon']:.2f}x", "")]
 
 
 @torch.no_grad()

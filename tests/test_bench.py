@@ -24,7 +24,7 @@ def test_memory_section_truncation_and_checkpointing_keep_less_than_full_bptt():
     assert rows["idl_limit 1, truncated BPTT, last loop"] == full[0]      # one loop: nothing to cut
 
 
-def test_train_section_compiles_both_models(monkeypatch):
+def test_train_section_compiles_every_model(monkeypatch):
     import torch
     compiled, real = [], torch.compile
 
@@ -35,5 +35,5 @@ def test_train_section_compiles_both_models(monkeypatch):
     cfg = bench.Config(only="train", device="cpu", n_layer=1, n_head=2, n_embd=32, batch_size=4,
                        seq_len=8, train_steps=1, warmup=1, compile=True)
     rows = bench.main(cfg)
-    assert compiled == ["Lobe", "PlainGPT"] and rows[0][1].startswith("torch.compile")
-    assert rows[-1][2].endswith("x") and "compiled" in rows[1][1]
+    assert compiled == ["Lobe", "PlainGPT", "Lobe"] and rows[0][1].startswith("torch.compile")
+    assert rows[3][2].endswith("x") and rows[-1][2].endswith("x") and "compiled" in rows[1][1]
