@@ -5,7 +5,8 @@ Benchmarks: how fast a lobe trains and generates, printed as one markdown table.
                lobe at batch 64, side by side with a plain GPT of the same width, depth and heads
                (PlainGPT below: nanoGPT's model, learned positions, no score head), the two
                steps alternating in one process: tokens per second each, and the lobe's speed
-               as a multiple of the plain GPT's
+               as a multiple of the plain GPT's; and the lobe's step under train_sft's Muon
+               (muon.py) against its AdamW step
     generate   greedy generation of 128 new tokens at batch 64, with the KV cache (Lobe.generate)
                and without it (a loop that re-runs the full forward over the whole sequence for
                every new token): tokens per second each, and the speedup the cache buys
@@ -26,7 +27,7 @@ and it can be picked with --only. About a minute on a 2-core laptop CPU:
     $ python bench.py
     $ python bench.py --only=generate --new_tokens=256
     $ python bench.py --device=cuda --batch_size=256
-    $ python bench.py --only=train --compile         # both models through torch.compile
+    $ python bench.py --only=train --compile         # every model through torch.compile
 """
 import time
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class PlainGPT(nn.Module):
 
 def lm_step(forward, opt, idx, device):
     """One LM training step on tokens idx (B, T + 1): forward, next-token cross-entropy,
-    backward, AdamW. A lobe computes no score here: none is asked for."""
+    backward, the optimizer's step. A lobe computes no score here: none is asked for."""
     with autocast(device):
         logits, _ = forward(idx[:, :-1])
         loss = F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten())

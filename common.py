@@ -233,7 +233,8 @@ def make_optimizer(model, lr, weight_decay, muon_lr=0.0):
     if muon_lr:
         hidden = [p for n, p in model.named_parameters()
                   if p.dim() == 2 and re.search(r"(^|\.)(attn|mlp)\.", n)]
-        heads = [p for p in decay if all(p is not h for h in hidden)]   # e.g. the score head
+        on_muon = set(map(id, hidden))
+        heads = [p for p in decay if id(p) not in on_muon]                # e.g. the score head
         return Muon([{"params": hidden, "muon": True, "lr": muon_lr, "lr_scale": muon_lr / lr,
                       "weight_decay": weight_decay},
                      {"params": heads, "weight_decay": weight_decay}, {"params": rest}], lr=lr)
