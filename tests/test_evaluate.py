@@ -85,7 +85,7 @@ def test_the_equal_size_gpt_is_as_deep_as_a_lobe_and_as_large_as_the_pair():
 
 
 def test_every_model_of_a_task_trains_under_one_budget():
-    # the pair, the single GPT and the wide SLN: the same steps, batch and curriculum (parity's too)
+    # the pair, the single GPT and the wide SLN: the same steps, batch, optimizer and curriculum
     for quick in (False, True):
         cfg = evaluate.resolve(evaluate.Config(quick=quick))
         for task in evaluate.BUDGET:
@@ -93,7 +93,7 @@ def test_every_model_of_a_task_trains_under_one_budget():
             for model in (m for m in evaluate.MODELS if m != "wide" or task in evaluate.WIDE):
                 script = evaluate.train_wide if model == "wide" else evaluate.train_sft
                 c = script.Config(**evaluate.budget(cfg, task))
-                seen.add((c.max_iters, c.batch_size, c.grow_iters))
+                seen.add((c.max_iters, c.batch_size, c.grow_iters, c.muon_lr))
             assert len(seen) == 1, (task, seen)
     assert evaluate.budget(evaluate.resolve(evaluate.Config(quick=True)), "parity")["grow_iters"] == 240
 
