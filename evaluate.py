@@ -52,7 +52,7 @@ from data.tasks import task_positions
 from games.tictactoe import (EMPTY, after, exact_outcome, is_over, mark_to_move, moves,
                              optimal_moves, read_move, to_prompt)
 from lobes import Lobe, LobeConfig, answer_ids
-from measure import evaluate_system, judge
+from measure import LENGTH_BUCKETS, by_length, evaluate_system, judge, pool
 from report import NAMES, claims, summarise, task_table, write_results
 from sln import BASELINES, load_system
 
@@ -231,9 +231,15 @@ def tictactoe_losses(system, task=None):
 
 def measure(system, task, splits, max_new):
     """{'test': metrics, 'ood': metrics} (measure.evaluate_system) with each split's n, for F the
-    right lobe as a judge (measure.judge), plus loss rates for tic-tac-toe."""
+    right lobe as a judge (measure.judge), plus loss rates for tic-tac-toe, and where a task's
+    difficulty is its length (parity) the same measures per bucket of lengths, test and ood
+    pooled: {'lengths': {'11-15': {'acc', 'loops', 'n'}, ...}}."""
     r = {s: {**evaluate_system(system, task, pairs, max_new), "n": len(pairs)}
          for s, pairs in splits.items()}
+    if task.name in LENGTH_BUCKETS:
+        rows = by_length(system, task, splits["test"] + splits["ood"], max_new)
+        r["lengths"] = {f"{b.lo}-{b.hi}": {"acc": b.acc, "loops": b.loops, "n": b.n}
+                        for b in pool(rows, LENGTH_BUCKETS[task.name])}
     if system.kind == "F":  # and the judge that bounds what F can gain
         for s, pairs in splits.items():
             r[s].update(judge(system.left, system.right, task, pairs, max_new_tokens=max_new))

@@ -76,6 +76,16 @@ def task_table(task, systems):
                fmt(s["ood.loops"], False), f"{s['ood.passes'][0]:.1f}", f"{s['ood.tokens'][0]:.1f}"]
         row += [fmt(s["loss_as_x"]), fmt(s["loss_as_o"]), fmt(s["in_train"])] if ttt else []
         lines.append("| " + " | ".join(row) + " |")
+    buckets = [k[len("lengths."):-len(".acc")] for k in first
+               if k.startswith("lengths.") and k.endswith(".acc")]
+    if buckets:  # where difficulty is length: how far past its training lengths a system goes
+        head = ["system"] + buckets + [f"loops {b}" for b in buckets]
+        lines += ["", "By length (test and ood pooled; problems a seed, mean over seeds: "
+                  + ", ".join(f"{b} {first[f'lengths.{b}.n'][0]:.0f}" for b in buckets) + "):",
+                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join([name] + [fmt(s[f"lengths.{b}.acc"]) for b in buckets]
+                                    + [fmt(s[f"lengths.{b}.loops"], False) for b in buckets])
+                  + " |" for name, s in systems.items()]
     if "F" in systems and "test.judge" in systems["F"]:
         f = systems["F"]
         lines += ["", f"The right lobe judging the left lobe's own answers ({JUDGE_K} samples a "

@@ -195,6 +195,29 @@ class Scripted:
         return SimpleNamespace(final=[self.move(p) for p in prompts])
 
 
+def test_parity_is_measured_per_bucket_of_lengths_and_tabled():
+    # a scripted system: right on strings of at most 12 bits, wrong past them, one loop a bit
+    from types import SimpleNamespace
+    odd = lambda p: str(p.count("1") % 2)
+    answer = lambda ps, _: SimpleNamespace(final=[odd(p) if len(p) <= 12 else "x" for p in ps],
+                                           loops=[len(p) for p in ps], forward_passes=[1] * len(ps),
+                                           tokens=[[[0]] for _ in ps])
+    system, task = SimpleNamespace(kind="A", answer=answer), evaluate.load_task("parity")
+    splits = {s: task.dataset(s, 60, 0) for s in ("test", "ood")}
+    r = evaluate.measure(system, task, splits, 4)
+    ood = [p for p, _ in splits["ood"]]
+    mid = [p for p in ood if len(p) <= 15]
+    test_loops = sum(len(p) for p, _ in splits["test"]) / 60
+    assert r["lengths"]["1-10"] == {"acc": 1.0, "loops": test_loops, "n": 60}
+    assert r["lengths"]["11-15"]["acc"] == sum(len(p) <= 12 for p in mid) / len(mid)
+    assert r["lengths"]["16-20"]["acc"] == 0.0 and r["lengths"]["16-20"]["n"] == len(ood) - len(mid)
+    s = report.summarise({"parity": {"1": {"A": {"params": 1, "train_minutes": 1.0, **r}}}})["parity"]
+    table = report.task_table("parity", s)
+    assert "By length (test and ood pooled; problems a seed, mean over seeds: 1-10 60, 11-15 " in table
+    assert "| system | 1-10 | 11-15 | 16-20 | loops 1-10 | loops 11-15 | loops 16-20 |" in table
+    assert "| A | 100.0% | " in table and " | 0.0% | " in table
+
+
 def test_tictactoe_loss_rates_are_exact():
     from games.tictactoe import exact_outcome, from_prompt, moves, optimal_moves, read_move, to_prompt
     from data import get_task
