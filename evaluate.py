@@ -24,8 +24,9 @@ For every task and seed it trains what is missing: a pair of lobes (A-D, F) and 
 large as the pair (A=) with train_sft.main, and a wide SLN (E, G) with train_wide.main, all three
 under the task's one BUDGET below; checkpoints under out_dir are reused if they follow the same
 recipe, and an interrupted one resumes. Then it measures, on the same problems for every system,
-exact match, IDL loops, forward passes and generated tokens per answer, and for tic-tac-toe the
-exact loss rate against the perfect player from each seat (games/tictactoe.py, every reply
+exact match, IDL loops, forward passes and generated tokens per answer, for parity the same per
+bucket of lengths (1-10 bits trained on, 11-15 and 16-20 beyond), and for tic-tac-toe the exact
+loss rate against the perfect player from each seat (games/tictactoe.py, every reply
 enumerated). report.py writes it up: results/results.json, results/table.md, plots when
 matplotlib is installed, and the Table 1 section of results/README.md, with the paper's claims
 judged by one rule (a claim is "held" only beyond the spread over seeds).
