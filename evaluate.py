@@ -107,7 +107,8 @@ WIDE = {"parity": {"n_embd": 64, "window": 3, "train_loops": 10, "max_loops": 20
         "addition": {"train_loops": 6, "max_loops": 8, "halt_prior": 0.2, "halt_beta": 0.1,
                      "loop_weight": 1.0}}
 WIDE["tictactoe"] = WIDE["wordproblems"] = WIDE["addition"]
-# what --quick changes: a shorter budget (a curriculum shrinks with it) and smaller models
+# what --quick changes: 600 steps of batch 32 for every task (a curriculum in proportion) and
+# smaller models
 QUICK = {"budget": {"max_iters": 600, "batch_size": 32},
          "pair": {"n_layer": 2, "n_embd": 64}, "wide": {"n_embd": 64}}
 # which checkpoint each system is built from
@@ -127,7 +128,7 @@ def systems_on(task, kinds):
 
 
 def budget(cfg, task):
-    """The task's training budget, shortened by --quick (a curriculum in proportion)."""
+    """The task's training budget, or --quick's steps and batch (a curriculum in proportion)."""
     b = {"max_iters": MAX_ITERS, "muon_lr": MUON_LR, **BUDGET[task]}
     if cfg.quick:
         q = QUICK["budget"]
