@@ -27,6 +27,13 @@ the cross-entropy as fixed, so it learns to stop at the first loop whose answer 
 of making early loops lazy. --grow_iters is a length curriculum inside the train split and
 --window limits how far one block carries information, so the loops a problem needs grow with it.
 
+A longer prompt needs more loops than training unrolls, and the settled rule runs as many as the
+state keeps moving: loops past train_loops are ones no loss ever saw. --skip_loops is the
+progressive loss of Bansal et al. 2022 (their mazes trained at 9x9 solved 201x201): each step
+first runs a random number of loops without a gradient, then trains train_loops loops from the
+state they left, so every loop up to skip_loops + train_loops learns to keep a right answer
+right from any state the loop reaches, not from loop 1 alone.
+
     $ python train_wide.py --task=parity --window=3 --grow_iters=600 --loop_weight=1
     $ python train_wide.py --task=parity --n_embd=64 --window=3 --train_loops=10 --max_loops=20 \
           --max_iters=1500 --grow_iters=600 --halt=settled --settle_weight=0 --loop_weight=1 \
@@ -91,6 +98,9 @@ class Config(Checked):
                                   #   PonderNet's gradient into the answers (it then trains only
                                   #   the stop probabilities); settled needs it
     window: int = 0               # attention sees a token and the window - 1 before it (0: all)
+    skip_loops: int = 0           # settled: each step first runs 0..skip_loops loops (uniform)
+                                  #   without a gradient, then trains train_loops from there
+                                  #   (progressive loss, module docstring; 0: off)
     grow_iters: int = 0           # over the first grow_iters steps the longest training prompt
                                   #   grows from 2 characters to the longest the train split has
                                   #   (0: off)
@@ -112,6 +122,9 @@ class Config(Checked):
             raise UsageError(f"--threshold must be in [0, 1], got {self.threshold}")
         if self.halt == "settled" and not self.loop_weight > 0:
             raise UsageError("--halt=settled needs --loop_weight > 0: every loop must answer")
+        if self.skip_loops and self.halt != "settled":
+            raise UsageError("--skip_loops needs --halt=settled: PonderNet's halting distribution "
+                             "starts at the first loop")
 
 
 # -----------------------------------------------------------------------------
@@ -133,13 +146,13 @@ def settling_loss(settled, right):
     return ((1 - settled[:, 1:]) * kept).sum() / kept.sum().clamp(min=1)
 
 
-def wide_step(model, prompts, answers, cfg):
+def wide_step(model, prompts, answers, cfg, skip=0):
     """One batch of (prompt, answer) token lists -> the loss and the mean halting loop of E and
-    G under the rule evaluation uses."""
+    G under the rule evaluation uses; skip loops run first untrained (progressive loss)."""
     idx, _ = pad_right([p + a for p, a in zip(prompts, answers)], model.wte.weight.device)
     at = torch.tensor([len(p) - 1 for p in prompts], device=idx.device)   # where routing is read
     n_loops = cfg.train_loops or cfg.max_loops
-    logits, lam, balance, still, rest = model(idx[:, :-1], at, n_loops)   # lam (2, B, N)
+    logits, lam, balance, still, rest = model(idx[:, :-1], at, n_loops, skip)   # lam (2, B, N)
     starts, lengths = [len(p) - 1 for p in prompts], [len(a) for a in answers]
     mask = span_mask(starts, lengths, idx.size(1) - 1, idx.device)
     ce = loop_ce(logits, idx[:, 1:], mask)                                # (B, N)
@@ -153,8 +166,8 @@ def wide_step(model, prompts, answers, cfg):
         halting = (cfg.ponder_weight * halting
                    + cfg.settle_weight * settling_loss(still, hit.all(-1).T))
     stops = model.rule_stops(lam.detach(), rest)
-    stats = dict(loops_E=model.halting_loops(stops[0]).float().mean().item(),
-                 loops_G=model.halting_loops(stops[1]).float().mean().item(),
+    stats = dict(loops_E=skip + model.halting_loops(stops[0]).float().mean().item(),
+                 loops_G=skip + model.halting_loops(stops[1]).float().mean().item(),
                  halting=halting.item(), ce_last=ce[:, -1].detach().mean().item(),
                  balance=float(balance.detach()))
     loss = halting + cfg.loop_weight * ce.mean() + cfg.balance_weight * balance
@@ -266,10 +279,11 @@ def main(cfg: Config):
         # means over equal shares of rows, exact once averaged, but for the load balancing,
         # which each rank computes over its own rows (as Switch Transformers do per device)
         pairs = shard(task.batch(rng, cfg.batch_size, grown))
+        skip = rng.randint(0, cfg.skip_loops) if cfg.skip_loops else 0   # the same on every rank
         lr = lr_at(step, cfg.max_iters, cfg.lr, decay=cfg.decay_lr)
         with autocast(device):
             loss, stats = wide_step(model, [prompt_ids(p) for p, _ in pairs],
-                                    [answer_ids(a) for _, a in pairs], cfg)
+                                    [answer_ids(a) for _, a in pairs], cfg, skip)
         set_lr(opt, lr)
         optimize(model, opt, loss, cfg.grad_clip)
         loss_wide, *means = averaged([loss.item(), *stats.values()])   # the whole batch's

@@ -270,18 +270,24 @@ class WideSLN(nn.Module):
         return torch.where(stops.any(1), stops.float().argmax(1) + 1, lam.size(1)).long()
 
     # ---- training: every loop read out (PonderNet) -----------------------------
-    def forward(self, idx, at, n_loops):
+    def forward(self, idx, at, n_loops, skip=0):
         """Right-padded idx (B, T), at (B,) the last prompt token -> logits after each loop
         (N, B, T, V), the learned stop probabilities of E and G after each loop (2, B, N), the
         load-balancing loss of every gate averaged over loops, how settled the answer is after
         each loop (B, N): settled() at the last prompt token alone, with its gradient (train_wide's
         settling loss), and the settled rule's stop probability after each loop (B, N): settled()
-        at every prompt token (rule_stops picks what the halting rule reads)."""
+        at every prompt token (rule_stops picks what the halting rule reads).
+        skip: loops run first without a gradient and not read out (train_wide's progressive
+        loss), so the N loops returned are loops skip + 1 .. skip + N."""
         p = self.plain_pass(idx)
         x0 = self.encode(idx, p)
-        h, logits, lams, still, rest, balance, before = x0, [], [], [], [], 0.0, None
+        h, logits, lams, still, rest, balance = x0, [], [], [], [], 0.0
         prompt = torch.arange(idx.size(1), device=idx.device) <= at[:, None]   # right-padded
         answer = torch.arange(idx.size(1), device=idx.device) == at[:, None]
+        with torch.no_grad():
+            for _ in range(skip):
+                h = self.update(*self.gates(h, x0, at)[:3], p)
+            before = self.readout(h, p) if skip else None
         z, main, experts, _ = self.gates(h, x0, at)
         for _ in range(n_loops):
             h = self.update(z, main, experts, p)

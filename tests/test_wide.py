@@ -75,6 +75,21 @@ def test_training_forward_reads_out_every_loop_with_stop_probabilities():
     assert (rest <= still + 1e-6).all()                 # every prompt token moves at least as the last
 
 
+def test_skipped_loops_are_the_first_loops_of_a_longer_forward_without_a_gradient():
+    model, (idx, at) = wide(), batch(PROMPTS)
+    full, part = model(idx, at, 5), model(idx, at, 3, skip=2)
+    for a, b in ((full[0][2:], part[0]), (full[1][..., 2:], part[1]), (full[3][:, 2:], part[3]),
+                 (full[4][:, 2:], part[4])):            # logits, stop probabilities, settled x2
+        assert torch.allclose(a, b, atol=1e-5)
+    assert (part[4][:, 0] != 0).all()                   # loop 3 is settled against loop 2's readout
+    grads = []
+    for logits in (full[0][2:], part[0]):               # the same loss on loops 3-5
+        model.zero_grad()
+        logits.square().mean().backward(retain_graph=True)
+        grads.append(model.first[0].mlp[0].weight.grad.clone())
+    assert grads[1].abs().sum() > 0 and not torch.allclose(grads[0], grads[1])  # none through 1-2
+
+
 def test_a_row_that_halts_stops_changing():
     model = wide(threshold=0.5)
     with torch.no_grad():
@@ -218,7 +233,8 @@ def test_resumed_wide_run_ends_with_the_same_weights(tmp_path):
 
 def test_bad_wide_options_are_usage_errors(tmp_path):
     for bad in (dict(init_from="deep"), dict(halt_prior=1.0), dict(train_loops=7), dict(train_loops=-1),
-                dict(halt="critic"), dict(halt="settled"), dict(threshold=1.5)):   # settled needs loop_weight
+                dict(halt="critic"), dict(halt="settled"), dict(threshold=1.5),   # settled needs loop_weight
+                dict(skip_loops=2)):                                                 # ... and skip_loops settled
         with pytest.raises(UsageError):
             train_wide.main(replace(TINY, max_iters=1, out_dir=str(tmp_path), **bad))
 
@@ -356,7 +372,8 @@ def test_evaluation_halts_where_the_training_forward_says(halt, kind):
 
 
 def test_settled_run_trains_and_e_equals_g(tmp_path):
-    results = train_wide.main(replace(TINY, max_iters=2, halt="settled", loop_weight=1.0, out_dir=str(tmp_path)))
+    results = train_wide.main(replace(TINY, max_iters=2, halt="settled", loop_weight=1.0, skip_loops=2,
+                                      out_dir=str(tmp_path)))
     assert results["E_ood"] == results["G_ood"] and results["E_loops_ood"] == results["G_loops_ood"]
     e, g = (load_system(str(tmp_path / "ckpt.pt"), k, threshold=0.5) for k in "EG")
     assert e.cfg.halt == "settled" and e.threshold == g.threshold == 0.99     # its own rule, not the lobes'
