@@ -151,10 +151,10 @@ def train(cfg, task, seed, model):
         sft = dataclasses.replace(sft, n_embd=equal_width(sft), right_n_layer=1)
     path = os.path.join(sft.out_dir, "ckpt.pt")
     if os.path.exists(path):  # reuse it, or resume it, only if it follows the same recipe
-        ckpt = load_checkpoint(path)
-        stale = [f"{k}={ckpt['config'][k]} (now {v})" for k, v in dataclasses.asdict(sft).items()
-                 if k not in SAME_MODEL and ckpt["config"].get(k, v) != v and
-                 (k, v) != ("max_new_tokens", 0)]
+        ckpt = load_checkpoint(path)  # an option newer than the checkpoint: trained at its default
+        was = {f.name: f.default for f in dataclasses.fields(sft)} | ckpt["config"]
+        stale = [f"{k}={was[k]} (now {v})" for k, v in dataclasses.asdict(sft).items()
+                 if k not in SAME_MODEL and was[k] != v and (k, v) != ("max_new_tokens", 0)]
         if stale:
             raise UsageError(f"{path} was trained with another recipe ({', '.join(stale)}): "
                              "delete it or choose another --out_dir")

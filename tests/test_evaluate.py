@@ -131,6 +131,12 @@ def test_the_pipeline_trains_measures_writes_results_and_the_readme(tmp_path, mo
     again = evaluate.main(dataclasses.replace(cfg, systems="F"))  # every checkpoint is there: nothing is trained twice
     assert "trained addition" not in capsys.readouterr().out
     assert again["addition"]["0"]["F"]["test"] == runs["addition"]["0"]["F"]["test"]
+    path = tmp_path / "ckpt" / "addition" / "seed0" / "pair" / "ckpt.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["batch_size"]                       # a checkpoint older than an option was
+    torch.save(ckpt, path)                                 # trained at its default (64, not 4)
+    with pytest.raises(UsageError, match=r"batch_size=64 \(now 4\)"):
+        evaluate.main(cfg)
     monkeypatch.setitem(evaluate.QUICK["budget"], "batch_size", 3)  # a changed recipe never reuses an old checkpoint
     with pytest.raises(UsageError, match="another recipe"):
         evaluate.main(cfg)
