@@ -99,8 +99,8 @@ BUDGET = {"addition": {}, "tictactoe": {},
           # no corrupted y_true: a cell from the answer, they teach it to copy a rejected grid
           "sudoku": {"feedback_from": "samples", "feedback_frac": 1.0}}
 # The wide SLN's architecture and halting per task; E and G run on the tasks that have one. Its
-# deep supervision (loop_weight) and windowed attention are part of the architecture: a GPT has no
-# loops to supervise.
+# deep supervision (loop_weight), the loops trained past train_loops (skip_loops) and windowed
+# attention are part of the architecture: a GPT has no loops to supervise.
 WIDE = {"parity": {"n_embd": 64, "window": 3, "train_loops": 10, "max_loops": 20,
                    "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0,
                    "halt": "settled", "settle_weight": 0.0,    # loops that grow with the length
