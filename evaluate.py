@@ -88,8 +88,8 @@ class Config(Checked):
 # (A=) and the wide SLN (E, G): the same steps, batch, optimizer, train data and length curriculum,
 # so what differs is the architecture alone (the rest are train_sft's and train_wide's defaults).
 # Every model steps by Muon on its blocks' matrices (muon.py; train_sft's default): in fewer steps
-# than AdamW needed, every model learns addition in every seed (results/README.md, "Table 1 under
-# Muon"). MAX_ITERS steps unless a task says otherwise.
+# than AdamW needed, every model learns addition in every seed (results/README.md, "Muon against
+# AdamW"). MAX_ITERS steps unless a task says otherwise.
 MAX_ITERS, MUON_LR = 500, 0.02
 BUDGET = {"addition": {}, "tictactoe": {},
           "parity": {"max_iters": 1500, "grow_iters": 600},
