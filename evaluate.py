@@ -104,7 +104,7 @@ BUDGET = {"addition": {}, "tictactoe": {},
 WIDE = {"parity": {"n_embd": 64, "window": 3, "train_loops": 10, "max_loops": 20,
                    "halt_prior": 0.2, "halt_beta": 0.1, "loop_weight": 1.0,
                    "halt": "settled", "settle_weight": 0.0,    # loops that grow with the length
-                   "skip_loops": 10},                         # ... and are all trained
+                   "skip_loops": 20},                         # ... all trained, up to 30
         "addition": {"train_loops": 6, "max_loops": 8, "halt_prior": 0.2, "halt_beta": 0.1,
                      "loop_weight": 1.0}}
 WIDE["tictactoe"] = WIDE["wordproblems"] = WIDE["addition"]

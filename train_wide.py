@@ -37,7 +37,7 @@ right from any state the loop reaches, not from loop 1 alone.
     $ python train_wide.py --task=parity --window=3 --grow_iters=600 --loop_weight=1
     $ python train_wide.py --task=parity --n_embd=64 --window=3 --train_loops=10 --max_loops=20 \
           --max_iters=1500 --grow_iters=600 --halt=settled --settle_weight=0 --loop_weight=1 \
-          --halt_prior=0.2 --halt_beta=0.1 --skip_loops=10 \
+          --halt_prior=0.2 --halt_beta=0.1 --skip_loops=20 \
           --muon_lr=0.02                        # Table 1's E and G on parity (evaluate.WIDE)
     $ python play.py --task=parity --system=G --ckpt=out/wide/ckpt.pt --prompt=0110100101101
     $ python train_wide.py --init_from=resume        # continue an interrupted run
